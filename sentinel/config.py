@@ -27,7 +27,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from sentinel.detect.settings import DetectionSettings
 from sentinel.models import Severity
 
-__all__ = ["ConfigError", "Settings", "load_settings", "CONFIG_ENV", "ENV_PREFIX"]
+__all__ = ["CONFIG_ENV", "ENV_PREFIX", "ConfigError", "Settings", "load_settings"]
 
 CONFIG_ENV = "SENTINEL_CONFIG"
 ENV_PREFIX = "SENTINEL_"
@@ -74,7 +74,9 @@ class KafkaSettings(_Section):
     starting_offset: Literal["beginning", "end"] = "beginning"
     tail: bool = True
     config: dict[str, str] = Field(default_factory=dict, description="Extra librdkafka settings (SASL/TLS…)")
-    sasl_password: SecretStr | None = Field(default=None, description="Sets sasl.password without putting it in `config`")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="Sets sasl.password without putting it in `config`"
+    )
 
     _split = field_validator("brokers", "topics", mode="before")(_split_list)
 
@@ -99,6 +101,9 @@ class KafkaSettings(_Section):
 class OutputSettings(_Section):
     dir: Path = Path("./out")
     console: bool = True
+    dlq: Literal["auto", "file", "kafka"] = Field(
+        default="auto", description="Dead letters: auto = the Kafka DLQ topic for Kafka input, else dlq.jsonl"
+    )
 
 
 class ValidationSettings(_Section):
@@ -116,8 +121,18 @@ class PrivacySettings(_Section):
         default_factory=list, description="Extra span attributes to keep (masked) on events"
     )
     redact_keys: StrList = Field(
-        default_factory=lambda: ["api_key", "apikey", "password", "passwd", "token", "secret", "authorization",
-                                 "cookie", "credential", "private_key"],
+        default_factory=lambda: [
+            "api_key",
+            "apikey",
+            "password",
+            "passwd",
+            "token",
+            "secret",
+            "authorization",
+            "cookie",
+            "credential",
+            "private_key",
+        ],
         description="Attribute keys containing any of these (case-insensitive) are redacted",
     )
 
@@ -238,17 +253,17 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
-_yaml_data: ContextVar[dict[str, Any]] = ContextVar("sentinel_yaml_data", default={})
+_yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("sentinel_yaml_data", default=None)
 
 
 class _YamlSource(PydanticBaseSettingsSource):
     """Feeds the parsed YAML file in below the environment."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
-        return _yaml_data.get().get(field_name), field_name, False
+        return (_yaml_data.get() or {}).get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_yaml_data.get())
+        return dict(_yaml_data.get() or {})
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -229,7 +229,7 @@ class WindowStats:
 
 def anomaly_id(service: str, model: str, anomaly_type: str, ts: float) -> str:
     """Deterministic anomaly id: the same input always yields the same id (idempotent sinks)."""
-    raw = f"{service}\x1f{model}\x1f{anomaly_type}\x1f{int(round(ts * 1000))}"
+    raw = f"{service}\x1f{model}\x1f{anomaly_type}\x1f{round(ts * 1000)}"
     return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
 
 

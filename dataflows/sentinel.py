@@ -1,0 +1,153 @@
+"""The LLM-Sentinel dataflow — wiring only (DESIGN.md "The flow").
+
+    source ─► ingest (decode, mask, validate) ─► key service|model
+                 └─► dead letters                   ├─► windows ─┐
+                                                    └────────────┴─► detect ─► anomalies ─► dedup ─► alerts
+                                                                                 └─► sinks ◄──────────┘
+
+Run it with ``python -m bytewax.run dataflows.sentinel:flow`` (configuration from
+``SENTINEL_CONFIG`` and ``SENTINEL_*`` variables; none needed for the embedded
+default) or build it yourself with :func:`build_flow`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from sentinel import operators as sop
+from sentinel.config import Settings, load_settings
+from sentinel.decode import Decoder
+from sentinel.models import DeadLetter, TelemetryEvent, WindowStats
+from sentinel.pricing import Pricing
+from sentinel.privacy import Masker
+from sentinel.sinks.console import ConsoleAlertSink, print_summary_at_exit
+from sentinel.sinks.jsonl import JsonlSink, dumps
+from sentinel.sources.file import JsonLinesSource, ProgressFn, RawMessage
+from sentinel.sources.shutdown import install_graceful_shutdown
+from sentinel.validate import Validator
+
+__all__ = ["SourceOverride", "build_flow", "flow", "sample_path"]  # noqa: F822 - `flow` is lazy (__getattr__)
+
+
+def sample_path() -> Path:
+    """The bundled sample telemetry (OTLP JSON lines, made by ``sentinel generate``)."""
+    return Path(__file__).resolve().parent.parent / "sentinel" / "data" / "sample.jsonl.gz"
+
+
+@dataclass(frozen=True)
+class SourceOverride:
+    """Inject a source (tests: ``TestingSource`` of :class:`RawMessage`) and Kafka offset bounds (backtests)."""
+
+    source: Source[RawMessage] | None = None
+    start_offsets: Mapping[str, int] | None = None
+    stop_offsets: Mapping[str, int] | None = None
+
+
+def _source(
+    flow: Dataflow, settings: Settings, progress: ProgressFn | None, override: SourceOverride | None
+) -> tuple[Stream[RawMessage], Stream[DeadLetter] | None]:
+    src = settings.source
+    if override is not None and override.source is not None:
+        return op.input("test_in", flow, override.source), None
+    if src.type == "kafka":
+        from sentinel.sources.kafka import kafka_input
+
+        kin = kafka_input(
+            "kafka_in",
+            flow,
+            settings.kafka,
+            start_offsets=override.start_offsets if override else None,
+            stop_offsets=override.stop_offsets if override else None,
+        )
+        return kin.messages, kin.dead
+    path = sample_path() if src.type == "sample" else src.path
+    assert path is not None  # guaranteed by SourceSettings validation
+    return op.input("file_in", flow, JsonLinesSource(path, batch_size=1000, progress=progress)), None
+
+
+def _jsonl(step_id: str, up: Stream[object], path: Path) -> None:
+    lines = op.map(f"{step_id}_json", up, lambda x: ("", dumps(x.to_dict())))  # type: ignore[attr-defined]
+    op.output(step_id, lines, JsonlSink(path))
+
+
+def build_flow(
+    settings: Settings | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    source: SourceOverride | None = None,
+    taps: Mapping[str, Sink[Any]] | None = None,
+) -> Dataflow:
+    """Build the dataflow from ``settings`` (default: :func:`load_settings`).
+
+    ``taps`` sends named streams (``events``, ``dead``, ``windows``, ``anomalies``,
+    ``alerts``) to extra sinks as well — tests use Bytewax's ``TestingSink``.
+    """
+    s = settings if settings is not None else load_settings()
+    out = s.output.dir
+    out.mkdir(parents=True, exist_ok=True)
+
+    flow = Dataflow("llm_sentinel")
+    raw, source_dead = _source(flow, s, progress, source)
+
+    decoder = Decoder(Pricing(s.pricing), Masker(s.privacy), max_message_bytes=s.validation.max_message_bytes)
+    ingested = sop.ingest("ingest", raw, decoder, Validator(s.validation))
+    keyed = sop.key_events("key", ingested.events)
+
+    win = sop.windows("windows", keyed, s.windows.length_s, s.windows.late_s)
+    to_detect: Stream[tuple[str, TelemetryEvent | WindowStats]] = op.merge("detect_in", keyed, win.stats)
+    anomalies = sop.detect("detect", to_detect, s.detection, s.detection.idle_expiry_s)
+    alerts = sop.dedup_alerts("dedup", anomalies, s.alerting.dedup_window_s)
+
+    streams: dict[str, Stream[Any]] = {
+        "events": ingested.events,
+        "dead": ingested.dead if source_dead is None else op.merge("dead", ingested.dead, source_dead),
+        "windows": op.key_rm("window_values", win.stats),
+        "anomalies": op.key_rm("anomaly_values", anomalies),
+        "alerts": op.key_rm("alert_values", alerts),
+        "late": op.key_rm("late_values", win.late),
+    }
+
+    _jsonl("anomalies_jsonl", streams["anomalies"], out / "anomalies.jsonl")
+    _jsonl("alerts_jsonl", streams["alerts"], out / "alerts.jsonl")
+    _jsonl("windows_jsonl", streams["windows"], out / "windows.jsonl")
+    _jsonl("late_jsonl", streams["late"], out / "late.jsonl")
+    if s.output.dlq == "kafka" or (s.output.dlq == "auto" and s.source.type == "kafka"):
+        from sentinel.sinks.kafka import KafkaRecordSink, dead_letter_record
+
+        dlq = KafkaRecordSink(s.kafka.brokers, s.kafka.effective_dlq_topic, s.kafka.librdkafka_config(), channel="dlq")
+        op.output("dlq_kafka", op.map("dlq_records", streams["dead"], dead_letter_record), dlq)
+    else:
+        _jsonl("dlq_jsonl", streams["dead"], out / "dlq.jsonl")
+    if s.kafka.anomalies_topic and s.source.type == "kafka":
+        from sentinel.sinks.kafka import KafkaRecordSink, anomaly_record
+
+        mirror = KafkaRecordSink(
+            s.kafka.brokers, s.kafka.anomalies_topic, s.kafka.librdkafka_config(), channel="kafka_anomalies"
+        )
+        op.output("anomalies_kafka", op.map("anomaly_records", streams["anomalies"], anomaly_record), mirror)
+    if s.output.console:
+        op.output("console", streams["alerts"], ConsoleAlertSink())
+        print_summary_at_exit(str(out / "summary.json"))
+    for name, sink in (taps or {}).items():
+        if name not in streams:
+            raise ValueError(f"unknown tap {name!r}; streams are {sorted(streams)}")
+        op.output(f"tap_{name}", streams[name], sink)
+
+    install_graceful_shutdown()
+    return flow
+
+
+def __getattr__(name: str) -> Dataflow:
+    # `flow` is built on first access, not at import time, so importing this module
+    # (tests, tools) does not read configuration or touch the file system.
+    if name == "flow":
+        return build_flow()
+    raise AttributeError(name)

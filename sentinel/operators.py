@@ -1,0 +1,271 @@
+"""Bytewax operators of the LLM-Sentinel flow: small typed functions ``(step_id, stream, …) -> streams``.
+
+Each wraps pure logic from elsewhere in :mod:`sentinel` — decoding, validation,
+the per-key :class:`~sentinel.detect.bank.DetectorBank`, the window accumulator
+and the alert deduper — so that ``dataflows/sentinel.py`` reads as wiring only.
+Multi-output operators return a small frozen dataclass of named streams, like
+Bytewax's own ``KafkaOpOut``. Bad input never raises: it becomes a
+:class:`~sentinel.models.DeadLetter` on an error stream.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream, operator
+from bytewax.operators import KeyedStream, StatefulBatchLogic
+from bytewax.operators.windowing import EventClock, TumblingWindower, fold_window
+
+from sentinel import metrics
+from sentinel.alerting.dedup import AlertDeduper
+from sentinel.decode import Decoder
+from sentinel.detect.bank import DetectorBank
+from sentinel.detect.settings import DetectionSettings
+from sentinel.models import AlertEvent, AnomalyEvent, DeadLetter, TelemetryEvent, WindowStats, split_key
+from sentinel.sources.file import RawMessage
+from sentinel.validate import Validator
+from sentinel.windows import WindowAccumulator
+
+__all__ = [
+    "IngestOut",
+    "WindowsOut",
+    "dedup_alerts",
+    "detect",
+    "ingest",
+    "key_events",
+    "windows",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- ingest
+
+
+@dataclass(frozen=True)
+class IngestOut:
+    events: Stream[TelemetryEvent]
+    dead: Stream[DeadLetter]
+
+
+def _reason_code(reason: str) -> str:
+    """A low-cardinality label for a validation reason (its first word: the field)."""
+    return reason.split(" ", 1)[0].rstrip(":")
+
+
+class _DecodeValidate:
+    """Batch function: messages → events and dead letters, counting everything."""
+
+    def __init__(self, decoder: Decoder, validator: Validator) -> None:
+        self.decoder = decoder
+        self.validator = validator
+
+    def __call__(self, batch: list[RawMessage]) -> list[TelemetryEvent | DeadLetter]:
+        t0 = time.perf_counter()
+        out: list[TelemetryEvent | DeadLetter] = []
+        spans = decoded = skipped = unpriced = valid = 0
+        check = self.validator.check
+        now = time.time()
+        for msg in batch:
+            res = self.decoder.decode(msg.payload, msg.source)
+            spans += res.spans
+            skipped += res.skipped
+            unpriced += res.unpriced
+            decoded += len(res.events)
+            for dl in res.dead:
+                metrics.DEAD_LETTERS.labels(dl.stage).inc()
+                out.append(dl)
+            for ev in res.events:
+                reason = check(ev, now)
+                if reason is None:
+                    valid += 1
+                    out.append(ev)
+                else:
+                    metrics.EVENTS_INVALID.labels(_reason_code(reason)).inc()
+                    metrics.DEAD_LETTERS.labels("validate").inc()
+                    out.append(_invalid_letter(ev, reason))
+        metrics.MESSAGES.inc(len(batch))
+        metrics.SPANS.inc(spans)
+        metrics.EVENTS_DECODED.inc(decoded)
+        metrics.SPANS_SKIPPED.inc(skipped)
+        metrics.EVENTS_UNPRICED.inc(unpriced)
+        metrics.EVENTS_VALID.inc(valid)
+        metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
+        return out
+
+
+def _invalid_letter(ev: TelemetryEvent, reason: str) -> DeadLetter:
+    from sentinel.sinks.jsonl import dumps
+
+    return DeadLetter(stage="validate", error=reason, payload=dumps(ev.to_dict()), source=ev.source)
+
+
+@operator
+def ingest(step_id: str, up: Stream[RawMessage], decoder: Decoder, validator: Validator) -> IngestOut:
+    """Decode, mask and validate messages; one message may yield many events."""
+    mixed = op.flat_map_batch("decode_validate", up, _DecodeValidate(decoder, validator))
+    split = op.branch("split", mixed, lambda x: isinstance(x, TelemetryEvent))
+    return IngestOut(events=split.trues, dead=split.falses)  # type: ignore[arg-type]
+
+
+def key_events(step_id: str, up: Stream[TelemetryEvent]) -> KeyedStream[TelemetryEvent]:
+    """Key by ``service|model`` (the one place keys are made is :func:`sentinel.models.key_of`)."""
+    return op.key_on(step_id, up, lambda ev: ev.key)
+
+
+# ---------------------------------------------------------------- windows
+
+
+@dataclass(frozen=True)
+class WindowsOut:
+    stats: KeyedStream[WindowStats]
+    late: KeyedStream[TelemetryEvent]
+
+
+def _event_dt(ev: TelemetryEvent) -> datetime:
+    return datetime.fromtimestamp(ev.timestamp, UTC)
+
+
+class _WakeNoEarlierThan:
+    """``EventClock.to_system_utc`` that never asks for a wake-up in the past.
+
+    Bytewax 0.21's default (identity) reads a window's close time — event time —
+    as the system time to wake at. When event time lags arrival (a backlog, a
+    replay, clock skew) that instant is always in the past and the worker
+    re-arms a near-immediate wake in a tight loop (bytewax issue #578). Windows
+    can only close once the watermark has passed ``close + late``, so we wake no
+    earlier than that and, when it is already past, at most every ``poll_s``.
+    """
+
+    def __init__(self, late: timedelta, poll_s: float = 1.0) -> None:
+        self.late = late
+        self.poll = timedelta(seconds=poll_s)
+
+    def __call__(self, close_at: datetime) -> datetime:
+        floor = datetime.now(UTC) + self.poll
+        at = close_at + self.late
+        return at if at > floor else floor
+
+
+def _fold(acc: WindowAccumulator, ev: TelemetryEvent) -> WindowAccumulator:
+    return acc.add(ev)
+
+
+def _merge(a: WindowAccumulator, b: WindowAccumulator) -> WindowAccumulator:
+    return a.merge(b)
+
+
+@operator
+def windows(step_id: str, up: KeyedStream[TelemetryEvent], length_s: float, late_s: float) -> WindowsOut:
+    """Tumbling event-time windows per key (aligned to the epoch), aggregated to :class:`WindowStats`."""
+    late = timedelta(seconds=late_s)
+    clock: EventClock[TelemetryEvent] = EventClock(
+        _event_dt, wait_for_system_duration=late, to_system_utc=_WakeNoEarlierThan(late)
+    )
+    windower = TumblingWindower(length=timedelta(seconds=length_s), align_to=_EPOCH)
+    out = fold_window("fold", up, clock, windower, WindowAccumulator, _fold, _merge, ordered=False)
+
+    def to_stats(key: str, id_acc: tuple[int, WindowAccumulator]) -> tuple[str, WindowStats]:
+        window_id, acc = id_acc
+        service, model = split_key(key)
+        start = window_id * length_s
+        metrics.WINDOWS.inc()
+        return key, acc.stats(service, model, start, start + length_s)
+
+    stats = op.map("stats", out.down, lambda kv: to_stats(*kv))
+
+    def count_late(kv: tuple[str, tuple[int, TelemetryEvent]]) -> tuple[str, TelemetryEvent]:
+        metrics.LATE_EVENTS.inc()
+        return kv[0], kv[1][1]
+
+    late_events = op.map("late", out.late, count_late)
+    return WindowsOut(stats=stats, late=late_events)
+
+
+# ---------------------------------------------------------------- detection
+
+
+class _DetectLogic(StatefulBatchLogic[TelemetryEvent | WindowStats, AnomalyEvent, bytes]):
+    """One :class:`DetectorBank` per key; events and window stats of that key arrive here.
+
+    Bytewax's builder does not see the key, so a fresh bank is created on the
+    first item (which names the service and model). Keys idle for ``idle_s`` of
+    wall-clock time are discarded so the key space cannot grow without bound.
+    """
+
+    def __init__(self, settings: DetectionSettings, bank: DetectorBank | None, idle_s: float) -> None:
+        self.settings = settings
+        self.bank = bank
+        self.idle_s = idle_s
+        self.touched = time.time()
+
+    def on_batch(self, values: list[TelemetryEvent | WindowStats]) -> tuple[list[AnomalyEvent], bool]:
+        bank = self.bank
+        if bank is None:
+            first = values[0]
+            bank = self.bank = DetectorBank(self.settings, first.service, first.model)
+        out: list[AnomalyEvent] = []
+        for v in values:
+            found = bank.on_event(v) if isinstance(v, TelemetryEvent) else bank.on_window(v)
+            if found:
+                out.extend(found)
+        now = time.time()
+        for a in out:
+            a.detected_at = now
+            metrics.ANOMALIES.labels(a.anomaly_type.value, a.severity.value).inc()
+        self.touched = now
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[AnomalyEvent], bool]:
+        if time.time() - self.touched >= self.idle_s:
+            metrics.ACTIVE_KEYS.dec()
+            return [], StatefulBatchLogic.DISCARD
+        return [], StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return datetime.fromtimestamp(self.touched + self.idle_s, UTC)
+
+    def snapshot(self) -> bytes:
+        # bytes are immutable, so this is a safe snapshot, and cheaper than deepcopy
+        return pickle.dumps(self.bank, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def detect(
+    step_id: str,
+    up: KeyedStream[TelemetryEvent | WindowStats],
+    settings: DetectionSettings,
+    idle_s: float,
+) -> KeyedStream[AnomalyEvent]:
+    """Run the detector bank of each key over its events and window aggregates (score before learn)."""
+
+    def builder(resume: bytes | None) -> _DetectLogic:
+        bank: DetectorBank | None = pickle.loads(resume) if resume is not None else None
+        if bank is not None:
+            bank.apply_settings(settings)
+        metrics.ACTIVE_KEYS.inc()
+        return _DetectLogic(settings, bank, idle_s)
+
+    return op.stateful_batch(step_id, up, builder)
+
+
+# ---------------------------------------------------------------- alerting
+
+
+@operator
+def dedup_alerts(step_id: str, up: KeyedStream[AnomalyEvent], window_s: float) -> KeyedStream[AlertEvent]:
+    """Collapse bursts of the same anomaly type per key into alerts (escalations re-alert)."""
+
+    def mapper(state: AlertDeduper | None, a: AnomalyEvent) -> tuple[AlertDeduper, list[AlertEvent]]:
+        d = state if state is not None else AlertDeduper(window_s)
+        alert = d.on_anomaly(a)
+        return d, [alert] if alert is not None else []
+
+    return op.flat_map_value("flatten", op.stateful_map("state", up, mapper), _identity_list)
+
+
+def _identity_list(x: list[AlertEvent]) -> list[AlertEvent]:
+    return x
