@@ -22,6 +22,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from sentinel import metrics
 from sentinel import operators as sop
 from sentinel.config import Settings, load_settings
 from sentinel.decode import Decoder
@@ -97,7 +98,9 @@ def build_flow(
     flow = Dataflow("llm_sentinel")
     raw, source_dead = _source(flow, s, progress, source)
 
-    decoder = Decoder(Pricing(s.pricing), Masker(s.privacy), max_message_bytes=s.validation.max_message_bytes)
+    decoder = Decoder(
+        Pricing(s.pricing), Masker(s.privacy), fmt=s.source.format, max_message_bytes=s.validation.max_message_bytes
+    )
     ingested = sop.ingest("ingest", raw, decoder, Validator(s.validation))
     keyed = sop.key_events("key", ingested.events)
 
@@ -133,6 +136,19 @@ def build_flow(
             s.kafka.brokers, s.kafka.anomalies_topic, s.kafka.librdkafka_config(), channel="kafka_anomalies"
         )
         op.output("anomalies_kafka", op.map("anomaly_records", streams["anomalies"], anomaly_record), mirror)
+    if s.influxdb.url:
+        from sentinel.sinks.influx import InfluxSink
+
+        points = op.merge("influx_in", streams["windows"], streams["anomalies"])
+        op.output("influxdb", points, InfluxSink(s.influxdb))
+    if s.rabbitmq.url is not None:
+        from sentinel.sinks.rabbitmq import RabbitAlertSink
+
+        op.output("rabbitmq", streams["alerts"], RabbitAlertSink(s.rabbitmq))
+    if s.webhook.url:
+        from sentinel.sinks.webhook import WebhookAlertSink
+
+        op.output("webhook", streams["alerts"], WebhookAlertSink(s.webhook))
     if s.output.console:
         op.output("console", streams["alerts"], ConsoleAlertSink())
         print_summary_at_exit(str(out / "summary.json"))
@@ -141,6 +157,8 @@ def build_flow(
             raise ValueError(f"unknown tap {name!r}; streams are {sorted(streams)}")
         op.output(f"tap_{name}", streams[name], sink)
 
+    if s.metrics.enabled:
+        metrics.serve(s.metrics.host, s.metrics.port)
     install_graceful_shutdown()
     return flow
 

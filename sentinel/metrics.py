@@ -88,3 +88,17 @@ def summary() -> dict[str, Any]:
         "anomalies": dict(sorted(anomalies.items())),
         "anomalies_total": sum(anomalies.values()),
     }
+
+
+_served: tuple[str, int] | None = None
+
+
+def serve(host: str, port: int) -> tuple[str, int]:
+    """Expose this process's metrics at ``http://host:port/metrics`` (idempotent per process)."""
+    global _served
+    if _served is None:
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr=host)
+        _served = (host, int(server.server_port))
+    return _served

@@ -24,6 +24,9 @@ OpenInference kinds ``AGENT``, ``CHAIN``, ``TOOL``, …) — those aggregate the
 they contain and would count them twice. A model without token counts is still a
 call (tokens 0), typically a failed one.
 
+The event's ``model`` (half of the ``service|model`` key) is the *request* model —
+the stable name the application asked for; the response model (a dated snapshot,
+missing on failed calls) is kept as the ``gen_ai.response.model`` attribute.
 Cost: an explicit cost attribute wins, else the price table by the *response*
 model, else the request model; an unknown model costs 0 and is reported unpriced.
 """
@@ -85,7 +88,7 @@ NON_CALL_OPENINFERENCE_KINDS = frozenset({"AGENT", "CHAIN", "TOOL", "RETRIEVER",
 # Kept on every event when present (numbers as they are, text masked). Deliberately short;
 # ``PrivacySettings.keep_attributes`` adds more. No prompt or completion content.
 DEFAULT_KEEP_ATTRIBUTES: tuple[str, ...] = (
-    "gen_ai.request.model",
+    "gen_ai.response.model",
     "gen_ai.response.id",
     "server.address",
     "gen_ai.usage.cache_read_input_tokens",
@@ -248,7 +251,10 @@ class SpanMapper:
         if not checked and not is_llm_span(attrs):
             return None
         resp_model, req_model = _model_of(attrs)
-        model = resp_model or req_model or ""
+        # The key is the model the application asked for: the response model is a dated
+        # snapshot (gpt-4o → gpt-4o-2024-08-06) that is absent on failed calls and changes on
+        # provider upgrades — keying by it would split one series and send errors elsewhere.
+        model = req_model or resp_model or ""
 
         k, v = _first_key(attrs, INPUT_TOKEN_KEYS)
         input_tokens = None if v is None else _int(k, v)

@@ -82,7 +82,7 @@ def test_round_trip(decoder: Decoder) -> None:
     assert (res.spans, len(res.events), res.skipped, res.dead) == (3, 2, 1, [])
     ev, err = res.events
     assert ev.service == "billing"
-    assert ev.model == "claude-sonnet-4-20250514"
+    assert ev.model == "claude-sonnet-4"
     assert ev.provider == "anthropic"
     assert (ev.input_tokens, ev.output_tokens) == (1200, 300)
     assert ev.cost_usd == pytest.approx((1200 * 3 + 300 * 15) / 1e6)
