@@ -1,0 +1,718 @@
+"""The per-key detector bank: every detector of one service/model pair.
+
+Per event (``on_event``), on log-scaled metrics — latency, output tokens/s, input
+tokens, output tokens, cost (successful calls only):
+
+* a :class:`~sentinel.detect.zscore.RobustZScore` baseline per metric; the point
+  detector of ``spike.method`` (z-score, IQR, MAD or percentile) flags single
+  points, and a latency spike is reported only when ``spike.k`` of the last
+  ``spike.n`` events are flagged (single outliers of heavy-tailed traffic are
+  not incidents);
+* a two-sided CUSUM (or EWMA chart) on the clipped z-values for sustained shifts:
+  latency up → ``latency_degradation``, tokens/s down → ``throughput_degradation``,
+  input/output tokens up/down → ``token_usage_spike``/``token_usage_drop``, cost
+  per request up → ``cost_spike``;
+* PSI/KL drift of input and output token histograms → ``input_drift``/``output_drift``;
+* HalfSpaceTrees over the four z-values → ``multivariate_outlier`` (k of n).
+
+Per window (``on_window``): error rate (binomial tail vs beta baseline),
+traffic spike/drop (Poisson + overdispersion vs a time-of-day-aware rate) and
+throughput per window. Empty windows have no aggregate: a window arriving after
+a gap means the skipped windows had 0 requests and the gap is scored as such.
+A key that goes completely silent therefore reports its drop only when traffic
+resumes (or never, if it is expired first after ``idle_expiry_s``).
+
+Learning rules: scores are computed before learning; points flagged by the
+point detector are not learned; after a CUSUM/EWMA alarm the metric *holds* its
+baseline (learns nothing) until the smoothed z returns to normal, or — after
+``rebaseline_after`` events spanning at least ``rebaseline_min_s`` — accepts
+the new level (re-baseline). Windows flagged by a window detector are not
+learned either, with the same re-baseline escape.
+
+Output: at most one anomaly per type per ``cooldown_s`` unless its severity
+rises; severity comes from ``score/threshold`` (:meth:`Severity.from_score`)
+raised one level once the condition has lasted ``escalate_after_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sentinel.detect.cusum import Cusum
+from sentinel.detect.drift import TokenDrift
+from sentinel.detect.error_rate import ErrorRate
+from sentinel.detect.ewma import EwmaChart
+from sentinel.detect.hst import HSTOutlier
+from sentinel.detect.iqr import IQRFence
+from sentinel.detect.mad import MAD
+from sentinel.detect.percentile import Percentile
+from sentinel.detect.quantile import EWQuantiles
+from sentinel.detect.settings import DetectionSettings
+from sentinel.detect.throughput import ThroughputDrop
+from sentinel.detect.traffic import TrafficRate
+from sentinel.detect.zscore import RobustZScore
+from sentinel.models import AnomalyEvent, AnomalyType, DetectionMethod, Severity, TelemetryEvent, WindowStats
+
+__all__ = ["METRICS", "DetectorBank"]
+
+METRICS = ("latency", "output_tokens_per_s", "input_tokens", "output_tokens", "cost")
+
+T = AnomalyType
+# metric -> (type for an upward shift, type for a downward shift)
+_SHIFT_TYPES: dict[str, tuple[AnomalyType | None, AnomalyType | None]] = {
+    "latency": (T.LATENCY_DEGRADATION, None),
+    "output_tokens_per_s": (None, T.THROUGHPUT_DEGRADATION),
+    "input_tokens": (T.TOKEN_USAGE_SPIKE, T.TOKEN_USAGE_DROP),
+    "output_tokens": (T.TOKEN_USAGE_SPIKE, T.TOKEN_USAGE_DROP),
+    "cost": (T.COST_SPIKE, None),
+}
+_UNITS = {
+    "latency": "latency_ms",
+    "output_tokens_per_s": "output_tokens_per_s",
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cost": "cost_usd",
+}
+_HST_FEATURES = ("latency", "input_tokens", "output_tokens", "output_tokens_per_s")
+
+PointDetector = IQRFence | MAD | Percentile
+
+
+def _natural(metric: str, v: float) -> float:
+    """Back from the log scale to the metric's unit."""
+    if metric in ("latency", "output_tokens_per_s"):
+        return math.exp(v)
+    if metric == "cost":
+        return math.expm1(v) / 1e6
+    return math.expm1(v)
+
+
+def _values(ev: TelemetryEvent) -> dict[str, float]:
+    """The log-scaled metrics of a successful call."""
+    out: dict[str, float] = {}
+    if ev.is_error:
+        return out
+    if ev.latency_ms > 0:
+        out["latency"] = math.log(ev.latency_ms)
+    tps = ev.output_tokens_per_s
+    if tps is not None and tps > 0:
+        out["output_tokens_per_s"] = math.log(tps)
+    out["input_tokens"] = math.log1p(max(ev.input_tokens, 0))
+    out["output_tokens"] = math.log1p(max(ev.output_tokens, 0))
+    if ev.cost_usd > 0:
+        out["cost"] = math.log1p(ev.cost_usd * 1e6)
+    return out
+
+
+def _set(obj: Any, **params: Any) -> None:
+    for k, v in params.items():
+        setattr(obj, k, v)
+
+
+class _Track:
+    """Per-metric state: baseline, point detector, shift chart, persistence and hold."""
+
+    def __init__(self, s: DetectionSettings, spike: bool) -> None:
+        self.z = RobustZScore()
+        self.alt: PointDetector | None = None
+        self.shift: Cusum | EwmaChart = Cusum()
+        self.spike = spike
+        self.bits = 0
+        self.run = 0  # consecutive point-flagged events
+        self.run_sum = 0.0
+        self.run_t0 = 0.0
+        self.hold = 0  # events held since a shift alarm (0 = not holding)
+        self.hold_dir = 0
+        self.hold_sum = 0.0
+        self.hold_ez = 0.0
+        self.hold_t0 = 0.0
+        self.configure(s)
+
+    def configure(self, s: DetectionSettings) -> None:
+        zs = s.zscore
+        _set(
+            self.z, alpha=zs.alpha, threshold=zs.threshold, huber_c=zs.huber_c, warmup=zs.warmup, min_sigma=zs.min_sigma
+        )
+        want: type[PointDetector] | None = None
+        params: dict[str, Any] = {}
+        if self.spike and s.spike.method == "iqr":
+            want, params = IQRFence, {"k": s.iqr.k, "alpha": s.iqr.alpha, "warmup": s.iqr.warmup}
+        elif self.spike and s.spike.method == "mad":
+            want, params = MAD, {"threshold": s.mad.threshold, "alpha": s.mad.alpha, "warmup": s.mad.warmup}
+        elif self.spike and s.spike.method == "percentile":
+            p = s.percentile
+            want, params = Percentile, {"q": p.q, "margin": p.margin, "alpha": p.alpha, "warmup": p.warmup}
+        if want is None:
+            self.alt = None
+        elif type(self.alt) is not want or (want is Percentile and self.alt.params()["q"] != params["q"]):
+            self.alt = want(**params)
+        else:
+            _set(self.alt, **params)
+        if s.shift_method == "cusum":
+            c = s.cusum
+            if not isinstance(self.shift, Cusum):
+                self.shift = Cusum()
+            _set(self.shift, k=c.k, h=c.h, clip=c.clip)
+        else:
+            e = s.ewma
+            if not isinstance(self.shift, EwmaChart):
+                self.shift = EwmaChart()
+            _set(self.shift, lam=e.lam, L=e.L, clip=e.clip)
+
+
+class _Burst:
+    """Cooldown / duration bookkeeping of one anomaly type."""
+
+    __slots__ = ("last_active", "last_emit", "rank", "since")
+
+    def __init__(self, t: float) -> None:
+        self.last_emit = -math.inf
+        self.rank = -1
+        self.since = t
+        self.last_active = t
+
+    def __getstate__(self) -> tuple[float, int, float, float]:
+        return (self.last_emit, self.rank, self.since, self.last_active)
+
+    def __setstate__(self, st: tuple[float, int, float, float]) -> None:
+        self.last_emit, self.rank, self.since, self.last_active = st
+
+
+class DetectorBank:
+    """All detectors of one service/model key. Picklable; pickled size ≤ 16 KB.
+
+    >>> from sentinel.models import TelemetryEvent
+    >>> bank = DetectorBank(DetectionSettings(), "svc", "gpt-4o")
+    >>> out = []
+    >>> for i in range(400):
+    ...     ms = 800.0 * (1.1 if i % 2 else 0.9) * (6.0 if i >= 300 else 1.0)
+    ...     ev = TelemetryEvent(timestamp=1_700_000_000 + i, service="svc", model="gpt-4o", latency_ms=ms,
+    ...                         input_tokens=500, output_tokens=200, cost_usd=0.003)
+    ...     out += bank.on_event(ev)
+    >>> sorted({a.anomaly_type.value for a in out})
+    ['latency_degradation', 'latency_spike', 'throughput_degradation']
+    >>> min(a.timestamp for a in out) - 1_700_000_000 < 310
+    True
+    """
+
+    def __init__(self, settings: DetectionSettings, service: str, model: str) -> None:
+        self.service = service
+        self.model = model
+        self.settings = settings
+        self._last_t = -math.inf
+        self.tracks: dict[str, _Track] = {}
+        self.drift_in = TokenDrift()
+        self.drift_out = TokenDrift()
+        self.hst: HSTOutlier | None = None
+        self.hst_bits = 0
+        self.error = ErrorRate()
+        self.error_run = 0
+        self.traffic = TrafficRate()
+        self.traffic_run = 0  # signed: +n spikes / −n drops in a row
+        self.thr = ThroughputDrop()
+        self.thr_run = 0
+        self.last_window_end: float | None = None
+        self.bursts: dict[str, _Burst] = {}
+        self.apply_settings(settings)
+
+    # ------------------------------------------------------------------ settings
+
+    def apply_settings(self, settings: DetectionSettings) -> None:
+        """Change thresholds at runtime, keeping learned state where the structure allows."""
+        s = settings
+        self.settings = s
+        on = s.metrics
+        for m in METRICS:
+            if getattr(on, m):
+                if m in self.tracks:
+                    self.tracks[m].configure(s)
+                else:
+                    self.tracks[m] = _Track(s, spike=(m == "latency"))
+            else:
+                self.tracks.pop(m, None)
+        d = s.drift
+        for drift in (self.drift_in, self.drift_out):
+            if drift.bins != d.bins:
+                drift.bins = d.bins
+                drift._reset()
+            _set(
+                drift,
+                block_events=d.block_events,
+                psi_threshold=d.psi_threshold,
+                kl_threshold=d.kl_threshold,
+                method=d.method,
+                reference_alpha=d.reference_alpha,
+                reference_blocks=d.reference_blocks,
+                rebaseline_after=d.rebaseline_after,
+                smoothing=d.smoothing,
+            )
+        h = s.hst
+        if not h.enabled:
+            self.hst = None
+        else:
+            structure = {"n_trees": h.n_trees, "height": h.height, "window_size": h.window_size, "seed": h.seed}
+            if self.hst is None or any(getattr(self.hst, k) != v for k, v in structure.items()):
+                self.hst = HSTOutlier(
+                    **structure,
+                    threshold=h.threshold,
+                    z_range=h.z_range,
+                    warmup=h.warmup,
+                    score_quantile=h.score_quantile,
+                )
+            else:
+                _set(self.hst, threshold=h.threshold, z_range=h.z_range, warmup=h.warmup)
+                if self.hst.score_quantile != h.score_quantile:
+                    self.hst.score_quantile = h.score_quantile
+                    self.hst.scores = EWQuantiles((h.score_quantile,), alpha=0.01, warmup=50)
+        e = s.error_rate
+        _set(
+            self.error,
+            alpha=e.alpha,
+            prior_rate=e.prior_rate,
+            prior_strength=e.prior_strength,
+            p_value=e.p_value,
+            min_errors=e.min_errors,
+            min_ratio=e.min_ratio,
+            min_abs_increase=e.min_abs_increase,
+            warmup_windows=e.warmup_windows,
+        )
+        t = s.traffic
+        _set(
+            self.traffic,
+            alpha_level=t.alpha_level,
+            profile_bins=t.profile_bins,
+            alpha_profile=t.alpha_profile,
+            alpha_dispersion=t.alpha_dispersion,
+            p_value=t.p_value,
+            z_threshold=t.z_threshold,
+            min_ratio_spike=t.min_ratio_spike,
+            max_ratio_drop=t.max_ratio_drop,
+            min_expected=t.min_expected,
+            warmup_windows=t.warmup_windows,
+        )
+        p = s.throughput
+        _set(self.thr, alpha=p.alpha, threshold=p.threshold, min_drop=p.min_drop, warmup_windows=p.warmup_windows)
+        _set(self.thr.z, threshold=p.threshold, warmup=p.warmup_windows)
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def last_event_time(self) -> float:
+        """Event time of the latest event or window seen (``-inf`` before any)."""
+        return self._last_t
+
+    def _emit(
+        self,
+        kind: AnomalyType,
+        t: float,
+        method: DetectionMethod,
+        metric: str,
+        observed: float,
+        expected: float,
+        threshold: float,
+        score: float,
+        details: dict[str, Any],
+        window: tuple[float, float] | None = None,
+    ) -> AnomalyEvent | None:
+        s = self.settings
+        b = self.bursts.get(kind.value)
+        if b is None or t - b.last_active > s.cooldown_s:
+            b = _Burst(t)
+            self.bursts[kind.value] = b
+        b.last_active = max(b.last_active, t)
+        ratio = abs(score) / threshold if threshold else 1.0
+        sev = Severity.from_score(ratio)
+        duration = max(0.0, t - b.since)
+        if duration >= s.escalate_after_s:
+            sev = sev.bump()
+        if t - b.last_emit < s.cooldown_s and sev.rank <= b.rank:
+            return None
+        b.last_emit = t
+        b.rank = sev.rank
+        details = {**details, "duration_s": round(duration, 3)}
+        return AnomalyEvent(
+            timestamp=t,
+            service=self.service,
+            model=self.model,
+            anomaly_type=kind,
+            severity=sev,
+            detection_method=method,
+            metric=metric,
+            observed=float(observed),
+            expected=float(expected),
+            threshold=float(threshold),
+            score=float(score),
+            window_start=window[0] if window else None,
+            window_end=window[1] if window else None,
+            details=details,
+        )
+
+    # ------------------------------------------------------------------ per event
+
+    def on_event(self, ev: TelemetryEvent) -> list[AnomalyEvent]:
+        """Score the event against every per-event detector, then learn from it."""
+        s = self.settings
+        if not s.enabled:
+            return []
+        t = ev.timestamp
+        if t > self._last_t:
+            self._last_t = t
+        out: list[AnomalyEvent] = []
+        vals = _values(ev)
+        zs: dict[str, float] = {}
+        for m, x in vals.items():
+            tr = self.tracks.get(m)
+            if tr is not None:
+                z = self._track_step(m, tr, x, t, out)
+                if z is not None:
+                    zs[m] = z
+        if s.drift.enabled and not ev.is_error:
+            self._drift_step(self.drift_in, T.INPUT_DRIFT, "input_tokens", ev.input_tokens, t, out)
+            self._drift_step(self.drift_out, T.OUTPUT_DRIFT, "output_tokens", ev.output_tokens, t, out)
+        if self.hst is not None and len(zs) >= len(_HST_FEATURES) - 1:
+            self._hst_step(zs, t, out)
+        return out
+
+    def _track_step(self, m: str, tr: _Track, x: float, t: float, out: list[AnomalyEvent]) -> float | None:
+        s = self.settings
+        z = tr.z.score_one(x)
+        if z is None:
+            tr.z.learn_one(x)
+            if tr.alt is not None:
+                tr.alt.learn_one(x)
+            return None
+        zthr = tr.z.threshold
+        # point flag (gates learning; persistence makes it a spike)
+        if tr.alt is not None:
+            a = tr.alt.score_one(x)
+            athr = tr.alt.threshold
+            flagged = a is not None and abs(a) > athr
+            up = a is not None and a > athr
+            pscore, pthr, pmethod = (a if a is not None else 0.0), athr, DetectionMethod(s.spike.method)
+        else:
+            flagged = abs(z) > zthr
+            up = z > zthr
+            pscore, pthr, pmethod = z, zthr, DetectionMethod.ZSCORE
+        if tr.spike:
+            mask = (1 << s.spike.n) - 1
+            tr.bits = ((tr.bits << 1) | int(up)) & mask
+            hits = tr.bits.bit_count()
+            if up and hits >= s.spike.k:
+                a_ev = self._emit(
+                    T.LATENCY_SPIKE,
+                    t,
+                    pmethod,
+                    _UNITS[m],
+                    _natural(m, x),
+                    _natural(m, tr.z.mean),
+                    pthr,
+                    pscore,
+                    {
+                        "consecutive": hits,
+                        "window_n": s.spike.n,
+                        "z": round(z, 3),
+                        "bound": _natural(m, tr.z.mean + zthr * tr.z.sigma),
+                    },
+                )
+                if a_ev is not None:
+                    out.append(a_ev)
+        # sustained shift
+        up_t, dn_t = _SHIFT_TYPES[m]
+        if isinstance(tr.shift, Cusum):
+            hi, lo = tr.shift.step(z)
+            alarm = 1 if hi > tr.shift.h else (-1 if lo > tr.shift.h else 0)
+            sscore, sthr, smethod = (hi if alarm >= 0 else lo), tr.shift.h, DetectionMethod.CUSUM
+        else:
+            e = tr.shift.step(z)
+            alarm = 1 if e > tr.shift.L else (-1 if e < -tr.shift.L else 0)
+            sscore, sthr, smethod = abs(e), tr.shift.L, DetectionMethod.EWMA
+        if alarm:
+            kind = up_t if alarm > 0 else dn_t
+            if kind is not None:
+                a_ev = self._emit(
+                    kind,
+                    t,
+                    smethod,
+                    _UNITS[m],
+                    _natural(m, x),
+                    _natural(m, tr.z.mean),
+                    sthr,
+                    sscore,
+                    {
+                        "direction": "up" if alarm > 0 else "down",
+                        "z": round(z, 3),
+                        "held_events": tr.hold,
+                        "shift_sigma": round(tr.hold_ez, 3) if tr.hold else None,
+                    },
+                )
+                if a_ev is not None:
+                    out.append(a_ev)
+            if tr.hold == 0 or tr.hold_dir != alarm:
+                tr.hold, tr.hold_dir, tr.hold_sum, tr.hold_ez, tr.hold_t0 = 1, alarm, x, float(alarm), t
+                return z
+        # learning
+        if tr.hold:
+            tr.hold += 1
+            tr.hold_sum += x
+            tr.hold_ez = 0.9 * tr.hold_ez + 0.1 * z
+            if tr.hold_dir * tr.hold_ez < 0.25:
+                tr.hold = 0  # back to normal: resume learning
+                tr.hold_dir = 0
+            elif tr.hold >= s.rebaseline_after and t - tr.hold_t0 >= s.rebaseline_min_s:
+                tr.z.rebaseline(tr.hold_sum / tr.hold)
+                tr.shift.reset()
+                tr.hold = 0
+                tr.hold_dir = 0
+                return z
+            else:
+                return z
+        if flagged:
+            if tr.run == 0:
+                tr.run_t0 = t
+            tr.run += 1
+            tr.run_sum += x
+            if tr.run >= s.rebaseline_after and t - tr.run_t0 >= s.rebaseline_min_s:
+                tr.z.rebaseline(tr.run_sum / tr.run)
+                tr.run, tr.run_sum = 0, 0.0
+            return z
+        tr.run, tr.run_sum = 0, 0.0
+        tr.z.learn_one(x)
+        if tr.alt is not None:
+            tr.alt.learn_one(x)
+        return z
+
+    def _drift_step(
+        self, d: TokenDrift, kind: AnomalyType, metric: str, x: int, t: float, out: list[AnomalyEvent]
+    ) -> None:
+        score = d.score_one(x)
+        ref = d.reference
+        d.learn_one(x)
+        if score is None or score <= d.threshold:
+            return
+        exp_bin = max(range(len(ref)), key=ref.__getitem__)
+        a_ev = self._emit(
+            kind,
+            t,
+            DetectionMethod.PSI if d.method == "psi" else DetectionMethod.KL,
+            metric,
+            float(x),
+            float(2 ** max(exp_bin - 1, 0)),
+            d.threshold,
+            score,
+            {
+                "psi": round(d.last_psi or 0.0, 4),
+                "kl": round(d.last_kl or 0.0, 4),
+                "block_events": d.block_events,
+                "consecutive": d.drifted_run,
+                "reference_mode_bin": exp_bin,
+            },
+        )
+        if a_ev is not None:
+            out.append(a_ev)
+
+    def _hst_step(self, zs: dict[str, float], t: float, out: list[AnomalyEvent]) -> None:
+        h = self.hst
+        assert h is not None
+        feats = {f: zs.get(f, 0.0) for f in _HST_FEATURES}
+        score = h.score_one(feats)
+        hs = self.settings.hst
+        limit = h.limit()
+        flagged = h.is_anomaly(score)
+        mask = (1 << hs.n) - 1
+        self.hst_bits = ((self.hst_bits << 1) | int(flagged)) & mask
+        if flagged and score is not None:
+            hits = self.hst_bits.bit_count()
+            if hits >= hs.k:
+                a_ev = self._emit(
+                    T.MULTIVARIATE_OUTLIER,
+                    t,
+                    DetectionMethod.HST,
+                    "latency,input_tokens,output_tokens,output_tokens_per_s",
+                    score,
+                    limit,
+                    limit,
+                    score,
+                    {"consecutive": hits, "window_n": hs.n, "z": {k: round(v, 2) for k, v in feats.items()}},
+                )
+                if a_ev is not None:
+                    out.append(a_ev)
+            return
+        h.learn_one(feats)
+
+    # ------------------------------------------------------------------ per window
+
+    def on_window(self, ws: WindowStats) -> list[AnomalyEvent]:
+        """Window-level detectors: error rate, traffic spike/drop (incl. empty gaps), throughput."""
+        s = self.settings
+        if not s.enabled:
+            return []
+        out: list[AnomalyEvent] = []
+        length = ws.end - ws.start
+        if length <= 0:
+            length = s.window_s
+        if ws.end > self._last_t:
+            self._last_t = ws.end
+        in_order = self.last_window_end is None or ws.start >= self.last_window_end - 1e-6
+        if s.traffic.enabled and in_order:
+            self._traffic_step(ws, length, out)
+        if in_order:
+            self.last_window_end = ws.end
+        if s.error_rate.enabled:
+            self._error_step(ws, out)
+        if s.throughput.enabled:
+            self._throughput_step(ws, out)
+        return out
+
+    def _traffic_step(self, ws: WindowStats, length: float, out: list[AnomalyEvent]) -> None:
+        ts = self.settings.traffic
+        tr = self.traffic
+        if self.last_window_end is not None:
+            gap = round((ws.start - self.last_window_end) / length)
+            if gap >= 1:
+                v = tr.score_gap(ws.start, gap, length)
+                if v is not None and v.direction < 0:
+                    self.traffic_run = min(self.traffic_run, 0) - gap
+                    if -self.traffic_run >= ts.consecutive or -v.z > 2 * tr.z_threshold:
+                        self._traffic_emit(v, ws.start, (self.last_window_end, ws.start), gap, out)
+                else:
+                    start = self.last_window_end
+                    for i in range(min(gap, 60)):
+                        tr.learn_one(start + (i + 1) * length, 0, length)
+        v = tr.evaluate(ws.end, ws.requests, length)
+        if v is None or v.direction == 0:
+            self.traffic_run = 0
+            tr.learn_one(ws.end, ws.requests, length)
+            return
+        if v.direction > 0:
+            self.traffic_run = max(self.traffic_run, 0) + 1
+        else:
+            self.traffic_run = min(self.traffic_run, 0) - 1
+        run = abs(self.traffic_run)
+        if run >= ts.consecutive or abs(v.z) > 2 * tr.z_threshold:
+            self._traffic_emit(v, ws.end, (ws.start, ws.end), 1, out)
+        if run >= ts.rebaseline_after:
+            tr.rebaseline(ws.end, ws.requests, length)
+            self.traffic_run = 0
+
+    def _traffic_emit(
+        self, v: Any, t: float, window: tuple[float, float], windows: int, out: list[AnomalyEvent]
+    ) -> None:
+        a_ev = self._emit(
+            T.TRAFFIC_SPIKE if v.direction > 0 else T.TRAFFIC_DROP,
+            t,
+            DetectionMethod.POISSON,
+            "requests",
+            v.observed,
+            v.expected,
+            self.traffic.z_threshold,
+            v.z,
+            {
+                "p_value": v.p,
+                "ratio": round(v.ratio, 4),
+                "consecutive": abs(self.traffic_run),
+                "window_n": windows,
+                "empty_windows": windows if v.observed == 0 and windows > 1 else 0,
+            },
+            window,
+        )
+        if a_ev is not None:
+            out.append(a_ev)
+
+    def _error_step(self, ws: WindowStats, out: list[AnomalyEvent]) -> None:
+        er = self.error
+        score = er.score_one(ws.errors, ws.requests)
+        if score is not None and er.is_anomaly(ws.errors, ws.requests):
+            self.error_run += 1
+            a_ev = self._emit(
+                T.ERROR_RATE_SPIKE,
+                ws.end,
+                DetectionMethod.BINOMIAL,
+                "error_rate",
+                ws.error_rate,
+                er.baseline_rate(),
+                er.threshold,
+                score,
+                {
+                    "errors": ws.errors,
+                    "requests": ws.requests,
+                    "p_value": 10.0**-score,
+                    "consecutive": self.error_run,
+                },
+                (ws.start, ws.end),
+            )
+            if a_ev is not None:
+                out.append(a_ev)
+            if self.error_run < self.settings.error_rate.rebaseline_after:
+                return
+        self.error_run = 0
+        er.learn_one(ws.errors, ws.requests)
+
+    def _throughput_step(self, ws: WindowStats, out: list[AnomalyEvent]) -> None:
+        ps = self.settings.throughput
+        ok = ws.requests - ws.errors
+        tps = ws.output_tokens_per_s
+        if ok < ps.min_requests or tps <= 0:
+            return
+        d = self.thr
+        score = d.score_one(tps)
+        if score is not None and d.is_anomaly(tps):
+            self.thr_run += 1
+            if self.thr_run >= ps.consecutive:
+                a_ev = self._emit(
+                    T.THROUGHPUT_DEGRADATION,
+                    ws.end,
+                    DetectionMethod.ZSCORE,
+                    "output_tokens_per_s",
+                    tps,
+                    d.expected() or 0.0,
+                    d.threshold,
+                    score,
+                    {"consecutive": self.thr_run, "window_n": ps.consecutive, "requests": ws.requests},
+                    (ws.start, ws.end),
+                )
+                if a_ev is not None:
+                    out.append(a_ev)
+            if self.thr_run >= ps.rebaseline_after:
+                d.rebaseline(tps)
+                self.thr_run = 0
+            return
+        self.thr_run = 0
+        d.learn_one(tps)
+
+    # ------------------------------------------------------------------ introspection
+
+    def baselines(self) -> dict[str, Any]:
+        """A JSON-able snapshot of the learned baselines (natural units where meaningful)."""
+        metrics: dict[str, Any] = {}
+        for m, tr in self.tracks.items():
+            z = tr.z
+            metrics[m] = {
+                "n": z.n,
+                "ready": z.ready,
+                "expected": _natural(m, z.mean) if z.n else None,
+                "log_mean": z.mean,
+                "log_sigma": z.sigma if z.n > 1 else None,
+                "upper_bound": _natural(m, z.mean + z.threshold * z.sigma) if z.ready else None,
+                "holding": tr.hold_dir if tr.hold else 0,
+            }
+        tr_rate = self.traffic.expected_rate(self._last_t, self.settings.window_s) if self._last_t > 0 else None
+        return {
+            "service": self.service,
+            "model": self.model,
+            "last_event_time": self._last_t if math.isfinite(self._last_t) else None,
+            "metrics": metrics,
+            "error_rate": {"baseline": self.error.baseline_rate(), "windows": self.error.n},
+            "traffic": {
+                "expected_rate_per_s": tr_rate,
+                "log_dispersion": self.traffic.disp,
+                "windows": self.traffic.n,
+                "profile_bins_filled": sum(p is not None for p in self.traffic.profile),
+            },
+            "throughput": {"expected_tokens_per_s": self.thr.expected(), "windows": self.thr.z.n},
+            "drift": {
+                "input": {"ready": self.drift_in.ready, "last_psi": self.drift_in.last_psi},
+                "output": {"ready": self.drift_out.ready, "last_psi": self.drift_out.last_psi},
+            },
+            "hst": {"n": self.hst.n if self.hst is not None else 0},
+        }

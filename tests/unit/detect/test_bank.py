@@ -1,0 +1,216 @@
+"""DetectorBank: contract, state size, and every anomaly type end to end."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+from collections.abc import Callable
+
+import pytest
+
+from sentinel.detect import DetectionSettings, DetectorBank
+from sentinel.models import AnomalyEvent, AnomalyType, TelemetryEvent, WindowStats
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+Mod = Callable[[float, dict[str, float]], None]
+
+
+def _event(rng: random.Random, t: float, mod: dict[str, float]) -> TelemetryEvent:
+    lat = math.exp(rng.gauss(math.log(900.0 * mod.get("lat", 1.0)), 0.35))
+    inp = int(math.exp(rng.gauss(math.log(600.0 * mod.get("inp", 1.0)), 0.5)))
+    out = int(math.exp(rng.gauss(math.log(250.0 * mod.get("out", 1.0)), 0.4)))
+    gen = lat * 0.7 / mod.get("slow", 1.0)
+    price = mod.get("price", 1.0)
+    err = rng.random() < mod.get("err", 0.01)
+    return TelemetryEvent(
+        timestamp=t,
+        service="svc",
+        model="m",
+        latency_ms=lat * (1 if "slow" not in mod else 1.0),
+        input_tokens=inp,
+        output_tokens=0 if err else out,
+        cost_usd=price * (inp * 2.5e-6 + out * 1e-5),
+        is_error=err,
+        ttft_ms=lat - gen,
+    )
+
+
+def run(
+    minutes: int,
+    rate: float = 2.0,
+    incident: Callable[[float], dict[str, float]] | None = None,
+    seed: int = 0,
+    settings: DetectionSettings | None = None,
+) -> list[AnomalyEvent]:
+    """Simulate one key: Poisson arrivals, per-minute windows folded here; return all anomalies."""
+    rng = random.Random(seed)
+    bank = DetectorBank(settings or DetectionSettings(), "svc", "m")
+    out: list[AnomalyEvent] = []
+    for w in range(minutes):
+        start = T0 + 60.0 * w
+        mod = incident(start) if incident else {}
+        n = _poisson(rng, rate * 60.0 * mod.get("traffic", 1.0))
+        times = sorted(start + rng.random() * 60.0 for _ in range(n))
+        evs = [_event(rng, t, mod) for t in times]
+        for ev in evs:
+            out += bank.on_event(ev)
+        if evs:
+            ok = [e for e in evs if not e.is_error]
+            gen_ms = sum(e.latency_ms - (e.ttft_ms or 0.0) for e in ok)
+            lats = sorted(e.latency_ms for e in evs)
+            ws = WindowStats(
+                service="svc",
+                model="m",
+                start=start,
+                end=start + 60.0,
+                requests=len(evs),
+                errors=len(evs) - len(ok),
+                latency_p50_ms=lats[len(lats) // 2],
+                latency_p95_ms=lats[int(len(lats) * 0.95)],
+                latency_p99_ms=lats[int(len(lats) * 0.99)],
+                input_tokens=sum(e.input_tokens for e in evs),
+                output_tokens=sum(e.output_tokens for e in evs),
+                cost_usd=sum(e.cost_usd for e in evs),
+                output_tokens_per_s=sum(e.output_tokens for e in ok) * 1000.0 / gen_ms if gen_ms > 0 else 0.0,
+            )
+            out += bank.on_window(ws)
+    return out
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam > 50:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+    k, p, limit = 0, 1.0, math.exp(-lam)
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def _between(a: float, b: float, mod: dict[str, float]) -> Callable[[float], dict[str, float]]:
+    return lambda t: mod if T0 + a * 60 <= t < T0 + b * 60 else {}
+
+
+def test_stationary_traffic_is_quiet() -> None:
+    anomalies = []
+    for seed in range(3):
+        anomalies += run(240, rate=2.0, seed=seed)  # 3 × 4 h, ~86k events
+    assert len(anomalies) <= 1, [(a.anomaly_type.value, a.detection_method.value, a.score) for a in anomalies]
+
+
+def test_diurnal_cycle_is_not_an_incident() -> None:
+    def diurnal(t: float) -> dict[str, float]:
+        return {"traffic": 1.0 + 0.6 * math.sin(2 * math.pi * (t - T0) / 86_400.0)}
+
+    anomalies = run(24 * 60, rate=1.0, incident=diurnal, seed=7)
+    kinds = {a.anomaly_type for a in anomalies}
+    assert AnomalyType.TRAFFIC_SPIKE not in kinds
+    assert AnomalyType.TRAFFIC_DROP not in kinds
+
+
+CASES = [
+    (AnomalyType.LATENCY_SPIKE, {"lat": 12.0}, 3),
+    (AnomalyType.LATENCY_DEGRADATION, {"lat": 1.6}, 20),
+    (AnomalyType.THROUGHPUT_DEGRADATION, {"slow": 2.5}, 20),
+    (AnomalyType.ERROR_RATE_SPIKE, {"err": 0.2}, 20),
+    (AnomalyType.TRAFFIC_SPIKE, {"traffic": 4.0}, 20),
+    (AnomalyType.TRAFFIC_DROP, {"traffic": 0.1}, 20),
+    (AnomalyType.TOKEN_USAGE_SPIKE, {"out": 2.5, "inp": 2.5}, 20),
+    (AnomalyType.TOKEN_USAGE_DROP, {"out": 0.3}, 20),
+    (AnomalyType.COST_SPIKE, {"price": 3.0}, 20),
+    (AnomalyType.INPUT_DRIFT, {"inp": 4.0}, 20),
+    (AnomalyType.OUTPUT_DRIFT, {"out": 0.25}, 20),
+    (AnomalyType.MULTIVARIATE_OUTLIER, {"lat": 6.0, "out": 0.15}, 20),
+]
+
+
+@pytest.mark.parametrize(("kind", "mod", "minutes"), CASES, ids=[c[0].value for c in CASES])
+def test_every_type_is_detected_promptly(kind: AnomalyType, mod: dict[str, float], minutes: int) -> None:
+    start = 120
+    anomalies = run(start + minutes + 20, rate=2.0, incident=_between(start, start + minutes, mod), seed=11)
+    hits = [a for a in anomalies if a.anomaly_type is kind]
+    assert hits, sorted({a.anomaly_type.value for a in anomalies})
+    first = min(a.timestamp for a in hits)
+    assert T0 + start * 60 <= first <= T0 + (start + minutes) * 60 + 60
+    a = hits[0]
+    assert a.threshold > 0
+    assert a.score != 0
+    assert a.detected_at == 0.0
+    assert a.details
+
+
+def test_traffic_drop_to_zero_is_inferred_from_a_gap() -> None:
+    anomalies = run(200, rate=2.0, incident=_between(120, 150, {"traffic": 0.0}), seed=3)
+    drops = [a for a in anomalies if a.anomaly_type is AnomalyType.TRAFFIC_DROP]
+    assert drops
+    assert drops[0].observed == 0.0
+    assert drops[0].details["empty_windows"] >= 29
+    assert drops[0].window_start == pytest.approx(T0 + 120 * 60)
+
+
+def test_cooldown_keeps_output_sane() -> None:
+    anomalies = run(180, rate=5.0, incident=_between(60, 160, {"lat": 12.0}), seed=4)
+    spikes = [a for a in anomalies if a.anomaly_type is AnomalyType.LATENCY_SPIKE]
+    assert 1 <= len(spikes) <= 100 * 60 / 300 + 3
+
+
+def test_pickled_bank_is_small_after_10k_events() -> None:
+    rng = random.Random(5)
+    bank = DetectorBank(DetectionSettings(), "svc", "m")
+    for i in range(10_000):
+        bank.on_event(_event(rng, T0 + i * 0.3, {}))
+    size = len(pickle.dumps(bank))
+    assert size <= 16 * 1024, size
+    twin = pickle.loads(pickle.dumps(bank))
+    ev = _event(rng, T0 + 3001.0, {"lat": 20.0})
+    assert [a.to_dict() for a in bank.on_event(ev)] == [a.to_dict() for a in twin.on_event(ev)]
+
+
+def test_apply_settings_keeps_learned_state() -> None:
+    rng = random.Random(6)
+    bank = DetectorBank(DetectionSettings(), "svc", "m")
+    for i in range(2_000):
+        bank.on_event(_event(rng, T0 + i, {}))
+    before = bank.baselines()["metrics"]["latency"]["log_mean"]
+    s = DetectionSettings.model_validate({"zscore": {"threshold": 6.0}, "spike": {"method": "mad"}})
+    bank.apply_settings(s)
+    assert bank.tracks["latency"].z.threshold == 6.0
+    assert bank.baselines()["metrics"]["latency"]["log_mean"] == before
+    bank.on_event(_event(rng, T0 + 2_001, {}))
+
+
+def test_baselines_are_json_able_and_expiry_time_tracks_events() -> None:
+    import json
+
+    rng = random.Random(8)
+    bank = DetectorBank(DetectionSettings(), "svc", "m")
+    assert bank.last_event_time == -math.inf
+    json.dumps(bank.baselines())
+    for i in range(300):
+        bank.on_event(_event(rng, T0 + i, {}))
+    assert bank.last_event_time == T0 + 299
+    b = bank.baselines()
+    json.dumps(b)
+    assert 500 < b["metrics"]["latency"]["expected"] < 1500
+
+
+def test_settings_reject_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="extra"):
+        DetectionSettings.model_validate({"zscore": {"treshold": 3}})
+    with pytest.raises(ValueError, match=r"spike\.k"):
+        DetectionSettings.model_validate({"spike": {"k": 5, "n": 3}})
+
+
+@pytest.mark.parametrize("method", ["iqr", "mad", "percentile"])
+def test_alternative_spike_methods_detect_spikes(method: str) -> None:
+    s = DetectionSettings.model_validate({"spike": {"method": method}})
+    anomalies = run(150, rate=2.0, incident=_between(120, 123, {"lat": 12.0}), seed=12, settings=s)
+    assert any(a.anomaly_type is AnomalyType.LATENCY_SPIKE for a in anomalies)
+
+
+def test_ewma_shift_method() -> None:
+    s = DetectionSettings.model_validate({"shift_method": "ewma"})
+    anomalies = run(160, rate=2.0, incident=_between(120, 150, {"lat": 1.6}), seed=13, settings=s)
+    assert any(a.anomaly_type is AnomalyType.LATENCY_DEGRADATION for a in anomalies)
