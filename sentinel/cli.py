@@ -247,11 +247,10 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ generate
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def cmd_generate(argv: Sequence[str]) -> int:
     from sentinel import generate
 
-    generate.write(Path(args.output), hours=args.hours, seed=args.seed)
-    return 0
+    return generate.main(list(argv))
 
 
 # ------------------------------------------------------------------ produce
@@ -304,11 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_backtest)
 
-    g = sub.add_parser("generate", help="labelled synthetic telemetry (OTLP JSON lines + FILE.labels.json)")
-    g.add_argument("--output", required=True)
-    g.add_argument("--hours", type=float, default=24.0)
-    g.add_argument("--seed", type=int, default=1)
-    g.set_defaults(func=cmd_generate)
+    # `generate` has its own parser (sentinel.generate.main); listed here for --help
+    sub.add_parser("generate", help="labelled synthetic telemetry (OTLP JSON lines + FILE.labels.json)", add_help=False)
 
     pr = sub.add_parser("produce", help="load a telemetry file into a Kafka topic (as the Collector would)")
     pr.add_argument("--input", required=True, help="OTLP JSON lines or native event JSON lines (.gz ok)")
@@ -327,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["generate"]:
+        return cmd_generate(argv[1:])
     args = build_parser().parse_args(argv)
     rc: int = args.func(args)
     return rc

@@ -26,6 +26,7 @@ from sentinel.decode import Decoder
 from sentinel.detect.bank import DetectorBank
 from sentinel.detect.settings import DetectionSettings
 from sentinel.models import AlertEvent, AnomalyEvent, DeadLetter, TelemetryEvent, WindowStats, split_key
+from sentinel.sinks.jsonl import dumps
 from sentinel.sources.file import RawMessage
 from sentinel.validate import Validator
 from sentinel.windows import WindowAccumulator
@@ -87,7 +88,7 @@ class _DecodeValidate:
                 else:
                     metrics.EVENTS_INVALID.labels(_reason_code(reason)).inc()
                     metrics.DEAD_LETTERS.labels("validate").inc()
-                    out.append(_invalid_letter(ev, reason))
+                    out.append(_invalid_letter(ev, reason, msg.payload if res.spans == 1 else None))
         metrics.MESSAGES.inc(len(batch))
         metrics.SPANS.inc(spans)
         metrics.EVENTS_DECODED.inc(decoded)
@@ -98,10 +99,16 @@ class _DecodeValidate:
         return out
 
 
-def _invalid_letter(ev: TelemetryEvent, reason: str) -> DeadLetter:
-    from sentinel.sinks.jsonl import dumps
+def _invalid_letter(ev: TelemetryEvent, reason: str, original: bytes | None) -> DeadLetter:
+    """A refused event: the original message when it held only this event, else the event itself.
 
-    return DeadLetter(stage="validate", error=reason, payload=dumps(ev.to_dict()), source=ev.source)
+    A message with many spans is not dead-lettered whole for one bad span — replaying
+    the dead letter would count its good spans twice — so the event's JSON stands in,
+    marked by the ``sentinel.payload`` header.
+    """
+    if original is not None:
+        return DeadLetter("validate", reason, original, ev.source, {"sentinel.payload": "message"})
+    return DeadLetter("validate", reason, dumps(ev.to_dict()), ev.source, {"sentinel.payload": "event"})
 
 
 @operator
