@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -47,10 +48,8 @@ def kafka_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
     yield make
     if made:
         for f in kafka_admin.delete_topics(made, operation_timeout=30).values():
-            try:
+            with contextlib.suppress(Exception):
                 f.result(timeout=30)
-            except Exception:
-                pass
 
 
 def consume_all(topic: str, timeout_s: float = 30.0, expect: int | None = None) -> list[Any]:
