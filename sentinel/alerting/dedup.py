@@ -37,8 +37,12 @@ __all__ = ["AlertDeduper", "alert_id", "routing_key"]
 
 
 def routing_key(severity: Severity, service: str) -> str:
-    """RabbitMQ routing key of DESIGN.md ⚑ Sinks: ``alert.<severity>.<service>``."""
-    return f"alert.{severity.value}.{service}"
+    """RabbitMQ routing key of DESIGN.md ⚑ Sinks: ``alert.<severity>.<service>``.
+
+    Dots in the service name become ``_`` so the key always has exactly three words
+    and bindings such as ``alert.*.checkout`` or ``alert.critical.#`` match as expected.
+    """
+    return f"alert.{severity.value}.{service.replace('.', '_')}"
 
 
 def alert_id(service: str, model: str, anomaly_type: str, first_seen: float, severity: Severity) -> str:
@@ -68,13 +72,17 @@ class AlertDeduper:
         t = a.timestamp
         typ = a.anomaly_type.value
         inc = self._open.get(typ)
-        if inc is None or t - inc.last_seen > self.window_s:
+        # window-based anomalies arrive after per-event ones of the same time span, so an
+        # incident extends backwards as well as forwards
+        if inc is None or t - inc.last_seen > self.window_s or inc.first_seen - t > self.window_s:
             inc = _Incident(first_seen=t, last_seen=t, occurrences=1, severity=a.severity)
             self._open[typ] = inc
             return self._alert(a, inc)
         inc.occurrences += 1
         if t > inc.last_seen:
             inc.last_seen = t
+        if t < inc.first_seen:
+            inc.first_seen = t
         if a.severity.rank > inc.severity.rank:
             inc.severity = a.severity
             return self._alert(a, inc)

@@ -93,3 +93,17 @@ def test_alert_record_has_every_field() -> None:
     ):
         assert k in rec
     assert rec["first_seen"] == "2023-11-14T22:13:20.000Z"
+
+
+def test_late_window_anomaly_extends_incident_backwards() -> None:
+    d = AlertDeduper(window_s=300)
+    assert d.on_anomaly(an(1000.0)) is not None
+    escalated = d.on_anomaly(an(900.0, sev=Severity.HIGH))  # a window anomaly for an earlier span
+    assert escalated is not None
+    assert (escalated.first_seen, escalated.last_seen) == (900.0, 1000.0)
+
+
+def test_routing_key_has_three_words() -> None:
+    from sentinel.alerting.dedup import routing_key
+
+    assert routing_key(Severity.HIGH, "pay.api.v2") == "alert.high.pay_api_v2"
