@@ -427,11 +427,14 @@ vm_start() {
   log "vm: starting victoria-metrics on $HOST:$VM_PORT"
   # -search.latencyOffset=1s: points become visible to /api/v1/query* one second after
   # they are written (default 30s), which is what tests and local dashboards want.
+  # -dedup.minScrapeInterval=1ms: a point written again with the same timestamp replaces
+  # the first, as InfluxDB does — replays after recovery must not duplicate points.
   launch vm "$VM_LOG" victoria-metrics \
     -httpListenAddr="$HOST:$VM_PORT" \
     -storageDataPath="$VM_DATA" \
     -retentionPeriod=100y \
     -search.latencyOffset=1s \
+    -dedup.minScrapeInterval=1ms \
     -loggerOutput=stderr
 }
 
