@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 from bytewax.testing import TestingSink, TestingSource, run_main
 
@@ -114,6 +115,7 @@ def run_flow(
     out: Path,
     workers: int = 1,
     settings: Settings | None = None,
+    recovery: Path | None = None,
     **overrides: Any,
 ) -> FlowRun:
     s = settings or load_settings(output={"dir": out, "console": False}, **overrides)
@@ -123,8 +125,14 @@ def run_flow(
         source=SourceOverride(source=TestingSource(messages, batch_size=20)),
         taps={k: TestingSink(v) for k, v in taps.items()},
     )
+    rc = RecoveryConfig(str(recovery)) if recovery is not None else None
     if workers == 1:
-        run_main(flow, epoch_interval=timedelta(seconds=5))
+        run_main(flow, epoch_interval=timedelta(seconds=0 if rc is None else 1), recovery_config=rc)
     else:
-        cli_main(flow, workers_per_process=workers, epoch_interval=timedelta(seconds=5))
+        cli_main(
+            flow,
+            workers_per_process=workers,
+            epoch_interval=timedelta(seconds=0 if rc is None else 1),
+            recovery_config=rc,
+        )
     return FlowRun(out, taps)
