@@ -47,10 +47,12 @@ test-flow: $(VENV)/.dev-installed
 	$(PY) -m pytest tests/flow $(PYTEST_ARGS)
 
 test-integration: $(VENV)/.dev-installed services-up
+	@bash scripts/test-deps.sh
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 # The whole suite. Services are stopped whatever the outcome; pytest's exit 5 (no tests) is a failure.
 test: $(VENV)/.dev-installed lint
+	@bash scripts/test-deps.sh
 	@bash scripts/services.sh up
 	@rc=0; $(PY) -m pytest tests $(PYTEST_ARGS) || rc=$$?; \
 	 bash scripts/services.sh down; \
