@@ -70,7 +70,7 @@ services-status:
 
 # Regenerate the bundled sample (committed; ≤ 5 MB).
 sample: $(VENV)/.run-installed
-	$(VENV)/bin/sentinel generate --output sentinel/data/sample.jsonl.gz --hours 12 --seed 7 --rate-scale 0.24
+	$(PY) scripts/make_sample.py
 
 nab: $(VENV)/.dev-installed
 	$(PY) benchmarks/nab.py

@@ -1,120 +1,94 @@
-"""Detection quality on labelled synthetic telemetry (``sentinel.generate``) at default settings.
+"""Detection quality on labelled synthetic telemetry, through the real dataflow, at default settings.
 
-Usage: ``.venv/bin/python benchmarks/labelled.py [--hours 24] [--seed 7]`` — writes
-``benchmarks/results/labelled.json``.
+Usage: ``.venv/bin/python benchmarks/labelled.py [--hours 24] [--seeds 7,11,23]`` — writes
+``benchmarks/results/labelled.json`` (per seed and the mean).
 
-Pure Python, no Bytewax: events (sorted by event time) go to one
-:class:`~sentinel.detect.DetectorBank` per service/model; per-key 60 s tumbling
-windows are folded with :class:`sentinel.windows.WindowAccumulator` and closed
-when the key's first event of a later window arrives (a key's empty windows
-produce nothing, as in the dataflow). Anomalies are deduplicated simply (same
-service/model/type within 300 s of the previous one → one alert, ``last_seen``
-extended) and scored with :func:`sentinel.eval.labels.score_alerts`.
+For each seed: ``sentinel generate`` writes OTLP JSON lines and the labels file
+(reused when present in ``--workdir``), then ``sentinel backtest --labels`` runs the
+real flow (file source → decode → windows → detect → dedup) and scores the alerts
+with :func:`sentinel.eval.labels.score_alerts` — so the numbers here are exactly
+those of ``DIR/report.json``'s ``labels`` section.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sentinel.detect import DetectionSettings, DetectorBank
-from sentinel.eval.labels import score_alerts
-from sentinel.generate import generate
-from sentinel.models import AnomalyEvent
-from sentinel.windows import WindowAccumulator
+ROOT = Path(__file__).resolve().parents[1]
+_KEYS = ("recall", "recall_matching", "precision", "false_alerts_per_series_hour")
 
 
-def detect(events: list[Any], settings: DetectionSettings, window_s: float = 60.0) -> list[AnomalyEvent]:
-    banks: dict[str, DetectorBank] = {}
-    open_w: dict[str, tuple[float, WindowAccumulator]] = {}
-    out: list[AnomalyEvent] = []
-    for ev in events:
-        key = ev.key
-        bank = banks.get(key)
-        if bank is None:
-            bank = banks[key] = DetectorBank(settings, ev.service, ev.model)
-        out += bank.on_event(ev)
-        ws = math.floor(ev.timestamp / window_s) * window_s
-        cur = open_w.get(key)
-        if cur is not None and ws > cur[0]:
-            out += bank.on_window(cur[1].stats(ev.service, ev.model, cur[0], cur[0] + window_s))
-            cur = None
-        if cur is None:
-            cur = (ws, WindowAccumulator())
-            open_w[key] = cur
-        if ws >= cur[0]:
-            cur[1].add(ev)
-    for key, (start, acc) in open_w.items():
-        svc, mdl = banks[key].service, banks[key].model
-        out += banks[key].on_window(acc.stats(svc, mdl, start, start + window_s))
-    return out
+def _run(args: list[str]) -> None:
+    subprocess.run(
+        [sys.executable, "-c", "import sys; from sentinel.cli import main; sys.exit(main())", *args],
+        check=True,
+        cwd=ROOT,
+    )
 
 
-def dedup(anomalies: list[AnomalyEvent], window_s: float = 300.0) -> list[dict[str, Any]]:
-    alerts: list[dict[str, Any]] = []
-    open_a: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for a in sorted(anomalies, key=lambda a: a.timestamp):
-        k = (a.service, a.model, a.anomaly_type.value)
-        cur = open_a.get(k)
-        if cur is not None and a.timestamp - cur["last_seen"] <= window_s:
-            cur["last_seen"] = a.timestamp
-            cur["occurrences"] += 1
-            continue
-        cur = {**a.to_dict(), "first_seen": a.timestamp, "last_seen": a.timestamp, "occurrences": 1}
-        open_a[k] = cur
-        alerts.append(cur)
-    return alerts
+def one_seed(seed: int, hours: float, workdir: Path) -> dict[str, Any]:
+    data = workdir / f"labelled-{seed}-{hours:g}h.jsonl.gz"
+    labels = Path(str(data) + ".labels.json")
+    t0 = time.perf_counter()
+    if not (data.is_file() and labels.is_file()):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sentinel.generate",
+                "--output",
+                str(data),
+                "--hours",
+                str(hours),
+                "--seed",
+                str(seed),
+            ],
+            check=True,
+            cwd=ROOT,
+        )
+    out = workdir / f"backtest-{seed}"
+    t1 = time.perf_counter()
+    _run(["backtest", "-q", "--input", str(data), "--output", str(out), "--labels", str(labels)])
+    t2 = time.perf_counter()
+    report = json.loads((out / "report.json").read_text())
+    res: dict[str, Any] = dict(report["labels"])
+    res["seed"] = seed
+    res["events"] = report.get("events")
+    res["backtest_s"] = round(t2 - t1, 1)
+    res["generate_s"] = round(t1 - t0, 1)
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--hours", type=float, default=24.0)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "labelled.json")
+    ap.add_argument("--seeds", default="7,11,23")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/sentinel-labelled"))
+    ap.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "labelled.json")
     args = ap.parse_args(argv)
-    t0 = time.perf_counter()
-    events, labels = generate(hours=args.hours, seed=args.seed)
-    t1 = time.perf_counter()
-    anomalies = detect(events, DetectionSettings())
-    t2 = time.perf_counter()
-    alerts = dedup(anomalies)
-    report = score_alerts(alerts, labels)
-    print(
-        f"events {len(events)}  anomalies {len(anomalies)}  alerts {len(alerts)}  "
-        f"detect {t2 - t1:.1f}s ({(t2 - t1) / max(1, len(events)) * 1e6:.1f} µs/event)"
-    )
-    for kind, k in report["per_kind"].items():
-        print(f"  {kind:24s} recall {k['recall']:.2f}  matching {k['recall_matching']:.2f}  (n={k['incidents']})")
-    print(
-        f"recall {report['recall']:.3f}  matching {report['recall_matching']:.3f}  precision "
-        f"{report['precision']:.3f}  false alerts/series-hour {report['false_alerts_per_series_hour']:.3f}  "
-        f"delay median {report['delay_s']['median']}s p90 {report['delay_s']['p90']}s"
-    )
-    false_alerts = [a for a in alerts if not _overlaps(a, labels)]
-    report["false_alert_examples"] = [
-        {k: a[k] for k in ("service", "model", "anomaly_type", "detection_method", "timestamp", "score")}
-        for a in false_alerts[:30]
-    ]
-    report["events"] = len(events)
-    report["generate_s"] = round(t1 - t0, 2)
-    report["detect_s"] = round(t2 - t1, 2)
-    report["seed"] = args.seed
-    report["hours"] = args.hours
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    per_seed = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        r = one_seed(seed, args.hours, args.workdir)
+        per_seed.append(r)
+        print(
+            f"seed {seed}: "
+            + "  ".join(f"{k} {r[k]:.3f}" for k in _KEYS)
+            + f"  delay median {r['delay_s']['median']} p90 {r['delay_s']['p90']}"
+        )
+        for kind, k in r["per_kind"].items():
+            print(f"  {kind:24s} {k['detected']}/{k['incidents']}  matching {k['detected_matching']}")
+    mean = {k: sum(r[k] for r in per_seed) / len(per_seed) for k in _KEYS}
+    print("mean: " + "  ".join(f"{k} {v:.3f}" for k, v in mean.items()))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str))
+    args.output.write_text(json.dumps({"hours": args.hours, "mean": mean, "seeds": per_seed}, indent=2, default=str))
     return 0
-
-
-def _overlaps(alert: dict[str, Any], labels: dict[str, Any]) -> bool:
-    r = score_alerts([alert], labels)
-    return r["false_alerts"] == 0
 
 
 if __name__ == "__main__":

@@ -48,9 +48,9 @@ from sentinel.detect.iqr import IQRFence
 from sentinel.detect.mad import MAD
 from sentinel.detect.percentile import Percentile
 from sentinel.detect.quantile import EWQuantiles
-from sentinel.detect.settings import DetectionSettings
-from sentinel.detect.throughput import ThroughputDrop
+from sentinel.detect.settings import DetectionSettings, WindowShiftSettings
 from sentinel.detect.traffic import TrafficRate
+from sentinel.detect.window_shift import WindowShift
 from sentinel.detect.zscore import RobustZScore
 from sentinel.models import AnomalyEvent, AnomalyType, DetectionMethod, Severity, TelemetryEvent, WindowStats
 
@@ -74,7 +74,23 @@ _UNITS = {
     "output_tokens": "output_tokens",
     "cost": "cost_usd",
 }
-_HST_FEATURES = ("latency", "input_tokens", "output_tokens", "output_tokens_per_s")
+_HST_FEATURES = ("latency", "output_tokens", "output_tokens_per_s")  # sorted: HST feature order
+
+# window aggregate -> (type for an upward shift, type for a downward shift)
+_WINDOW_SHIFTS: dict[str, tuple[AnomalyType | None, AnomalyType | None]] = {
+    "latency": (T.LATENCY_DEGRADATION, None),
+    "output_tokens_per_s": (None, T.THROUGHPUT_DEGRADATION),
+    "input_tokens": (T.TOKEN_USAGE_SPIKE, T.TOKEN_USAGE_DROP),
+    "output_tokens": (T.TOKEN_USAGE_SPIKE, T.TOKEN_USAGE_DROP),
+    "cost": (T.COST_SPIKE, None),
+}
+_WINDOW_UNITS = {
+    "latency": "latency_p50_ms",
+    "output_tokens_per_s": "output_tokens_per_s",
+    "input_tokens": "input_tokens_per_request",
+    "output_tokens": "output_tokens_per_request",
+    "cost": "cost_usd_per_request",
+}
 
 PointDetector = IQRFence | MAD | Percentile
 
@@ -89,10 +105,8 @@ def _natural(metric: str, v: float) -> float:
 
 
 def _values(ev: TelemetryEvent) -> dict[str, float]:
-    """The log-scaled metrics of a successful call."""
+    """The log-scaled metrics of a successful call (logs computed once per event)."""
     out: dict[str, float] = {}
-    if ev.is_error:
-        return out
     if ev.latency_ms > 0:
         out["latency"] = math.log(ev.latency_ms)
     tps = ev.output_tokens_per_s
@@ -161,6 +175,25 @@ class _Track:
             _set(self.shift, lam=e.lam, L=e.L, clip=e.clip)
 
 
+class _WTrack:
+    """Per-window shift state of one aggregate: detector, signed run of flagged windows."""
+
+    __slots__ = ("det", "run")
+
+    def __init__(self) -> None:
+        self.det = WindowShift()
+        self.run = 0
+
+    def configure(self, c: WindowShiftSettings) -> None:
+        _set(self.det, alpha=c.alpha, warmup_windows=c.warmup_windows, min_sigma=c.min_sigma, k=c.k)
+
+    def __getstate__(self) -> tuple[WindowShift, int]:
+        return (self.det, self.run)
+
+    def __setstate__(self, st: tuple[WindowShift, int]) -> None:
+        self.det, self.run = st
+
+
 class _Burst:
     """Cooldown / duration bookkeeping of one anomaly type."""
 
@@ -210,10 +243,14 @@ class DetectorBank:
         self.error_run = 0
         self.traffic = TrafficRate()
         self.traffic_run = 0  # signed: +n spikes / −n drops in a row
-        self.thr = ThroughputDrop()
-        self.thr_run = 0
+        self.traffic_recent: list[int] = []  # counts of the last contiguous windows (multi-window test)
+        self.wtracks: dict[str, _WTrack] = {m: _WTrack() for m in _WINDOW_SHIFTS}
         self.last_window_end: float | None = None
+        # cooldown/duration state, one dict per path: the event path and the window path
+        # share nothing, so each path's output is a function of its own input sequence only
+        # (their interleaving in the flow depends on wall-clock timing)
         self.bursts: dict[str, _Burst] = {}
+        self.wbursts: dict[str, _Burst] = {}
         self.apply_settings(settings)
 
     # ------------------------------------------------------------------ settings
@@ -223,8 +260,9 @@ class DetectorBank:
         s = settings
         self.settings = s
         on = s.metrics
+        needed = set(METRICS) if s.event_shift else ({"latency"} | (set(_HST_FEATURES) if s.hst.enabled else set()))
         for m in METRICS:
-            if getattr(on, m):
+            if getattr(on, m) and m in needed:
                 if m in self.tracks:
                     self.tracks[m].configure(s)
                 else:
@@ -291,9 +329,10 @@ class DetectorBank:
             min_expected=t.min_expected,
             warmup_windows=t.warmup_windows,
         )
-        p = s.throughput
-        _set(self.thr, alpha=p.alpha, threshold=p.threshold, min_drop=p.min_drop, warmup_windows=p.warmup_windows)
-        _set(self.thr.z, threshold=p.threshold, warmup=p.warmup_windows)
+        for m, wt in self.wtracks.items():
+            wt.configure(self._wshift_settings(m))
+        if self.hst is not None:
+            self.hst.features = _HST_FEATURES
 
     # ------------------------------------------------------------------ helpers
 
@@ -316,10 +355,12 @@ class DetectorBank:
         window: tuple[float, float] | None = None,
     ) -> AnomalyEvent | None:
         s = self.settings
-        b = self.bursts.get(kind.value)
+        # the window path has its own cooldown state: no state is shared between the two paths
+        bursts = self.wbursts if window is not None else self.bursts
+        b = bursts.get(kind.value)
         if b is None or t - b.last_active > s.cooldown_s:
             b = _Burst(t)
-            self.bursts[kind.value] = b
+            bursts[kind.value] = b
         b.last_active = max(b.last_active, t)
         ratio = abs(score) / threshold if threshold else 1.0
         sev = Severity.from_score(ratio)
@@ -359,6 +400,8 @@ class DetectorBank:
         if t > self._last_t:
             self._last_t = t
         out: list[AnomalyEvent] = []
+        if ev.is_error:  # per-event detectors watch successful calls only (errors: window error rate)
+            return out
         vals = _values(ev)
         zs: dict[str, float] = {}
         for m, x in vals.items():
@@ -367,11 +410,13 @@ class DetectorBank:
                 z = self._track_step(m, tr, x, t, out)
                 if z is not None:
                     zs[m] = z
-        if s.drift.enabled and not ev.is_error:
+        if s.drift.enabled:
             self._drift_step(self.drift_in, T.INPUT_DRIFT, "input_tokens", ev.input_tokens, t, out)
             self._drift_step(self.drift_out, T.OUTPUT_DRIFT, "output_tokens", ev.output_tokens, t, out)
-        if self.hst is not None and len(zs) >= len(_HST_FEATURES) - 1:
-            self._hst_step(zs, t, out)
+        if self.hst is not None:
+            zl, zo, zt = zs.get("latency"), zs.get("output_tokens"), zs.get("output_tokens_per_s")
+            if zl is not None and zo is not None and zt is not None:
+                self._hst_step(zl, zo, zt, t, out)
         return out
 
     def _track_step(self, m: str, tr: _Track, x: float, t: float, out: list[AnomalyEvent]) -> float | None:
@@ -394,7 +439,7 @@ class DetectorBank:
             flagged = abs(z) > zthr
             up = z > zthr
             pscore, pthr, pmethod = z, zthr, DetectionMethod.ZSCORE
-        if tr.spike:
+        if tr.spike and s.spike.enabled:
             mask = (1 << s.spike.n) - 1
             tr.bits = ((tr.bits << 1) | int(up)) & mask
             hits = tr.bits.bit_count()
@@ -417,7 +462,14 @@ class DetectorBank:
                 )
                 if a_ev is not None:
                     out.append(a_ev)
-        # sustained shift
+        # sustained shift (per event: only when configured; by default judged per window)
+        if not s.event_shift:
+            if flagged:
+                return z  # a point outlier is not learned
+            tr.z.learn_one(x)
+            if tr.alt is not None:
+                tr.alt.learn_one(x)
+            return z
         up_t, dn_t = _SHIFT_TYPES[m]
         if isinstance(tr.shift, Cusum):
             hi, lo = tr.shift.step(z)
@@ -488,7 +540,7 @@ class DetectorBank:
         score = d.score_one(x)
         ref = d.reference
         d.learn_one(x)
-        if score is None or score <= d.threshold:
+        if score is None or score <= d.threshold or d.drifted_run < self.settings.drift.consecutive:
             return
         exp_bin = max(range(len(ref)), key=ref.__getitem__)
         a_ev = self._emit(
@@ -511,34 +563,45 @@ class DetectorBank:
         if a_ev is not None:
             out.append(a_ev)
 
-    def _hst_step(self, zs: dict[str, float], t: float, out: list[AnomalyEvent]) -> None:
+    def _hst_step(self, zl: float, zo: float, zt: float, t: float, out: list[AnomalyEvent]) -> None:
         h = self.hst
         assert h is not None
-        feats = {f: zs.get(f, 0.0) for f in _HST_FEATURES}
-        score = h.score_one(feats)
+        u = h.scale((zl, zo, zt))
+        score = h.score_u(u)
         hs = self.settings.hst
-        limit = h.limit()
-        flagged = h.is_anomaly(score)
+        flagged = False
+        if score is not None:
+            flagged = score > h.limit()
+            h.calibrate(score)
         mask = (1 << hs.n) - 1
         self.hst_bits = ((self.hst_bits << 1) | int(flagged)) & mask
         if flagged and score is not None:
             hits = self.hst_bits.bit_count()
             if hits >= hs.k:
+                limit = h.limit()
                 a_ev = self._emit(
                     T.MULTIVARIATE_OUTLIER,
                     t,
                     DetectionMethod.HST,
-                    "latency,input_tokens,output_tokens,output_tokens_per_s",
+                    "latency,output_tokens,output_tokens_per_s",
                     score,
                     limit,
                     limit,
                     score,
-                    {"consecutive": hits, "window_n": hs.n, "z": {k: round(v, 2) for k, v in feats.items()}},
+                    {
+                        "consecutive": hits,
+                        "window_n": hs.n,
+                        "z": {
+                            "latency": round(zl, 2),
+                            "output_tokens": round(zo, 2),
+                            "output_tokens_per_s": round(zt, 2),
+                        },
+                    },
                 )
                 if a_ev is not None:
                     out.append(a_ev)
-            return
-        h.learn_one(feats)
+            return  # flagged points are not learned
+        h.learn_u(u, calibrate=False)
 
     # ------------------------------------------------------------------ per window
 
@@ -560,8 +623,7 @@ class DetectorBank:
             self.last_window_end = ws.end
         if s.error_rate.enabled:
             self._error_step(ws, out)
-        if s.throughput.enabled:
-            self._throughput_step(ws, out)
+        self._shifts_step(ws, out)
         return out
 
     def _traffic_step(self, ws: WindowStats, length: float, out: list[AnomalyEvent]) -> None:
@@ -648,37 +710,119 @@ class DetectorBank:
         self.error_run = 0
         er.learn_one(ws.errors, ws.requests)
 
-    def _throughput_step(self, ws: WindowStats, out: list[AnomalyEvent]) -> None:
-        ps = self.settings.throughput
+    def _wshift_settings(self, m: str) -> WindowShiftSettings:
+        s = self.settings
+        if m == "latency":
+            return s.latency_shift
+        if m == "cost":
+            return s.cost_shift
+        if m == "output_tokens_per_s":
+            p = s.throughput
+            return WindowShiftSettings(
+                enabled=p.enabled,
+                alpha=p.alpha,
+                k=p.k,
+                h=p.h,
+                up_ratio=1.0,
+                down_ratio=1.0 - p.min_drop,
+                min_sigma=p.min_sigma,
+                consecutive=p.consecutive,
+                rebaseline_after=p.rebaseline_after,
+                warmup_windows=p.warmup_windows,
+                min_requests=p.min_requests,
+            )
+        return s.token_shift
+
+    def _shifts_step(self, ws: WindowStats, out: list[AnomalyEvent]) -> None:
+        """Latency p50, throughput, tokens and cost per request of the window vs their baselines."""
         ok = ws.requests - ws.errors
-        tps = ws.output_tokens_per_s
-        if ok < ps.min_requests or tps <= 0:
+        win = (ws.start, ws.end)
+        for m, (up_t, dn_t) in _WINDOW_SHIFTS.items():
+            c = self._wshift_settings(m)
+            if not c.enabled:
+                continue
+            if m == "latency":
+                n, v = ws.requests, ws.latency_p50_ms
+            elif m == "output_tokens_per_s":
+                n, v = ok, ws.output_tokens_per_s
+            elif m == "input_tokens":
+                n, v = ok, ws.input_tokens / ok if ok > 0 else 0.0
+            elif m == "output_tokens":
+                n, v = ok, ws.output_tokens / ok if ok > 0 else 0.0
+            else:
+                n, v = ok, ws.cost_usd / ok if ok > 0 else 0.0
+            if n < c.min_requests or v <= 0:
+                continue
+            self._shift_window(m, c, math.log(v), n, v, up_t, dn_t, ws.end, win, ws.requests, out)
+
+    def _shift_window(
+        self,
+        m: str,
+        c: WindowShiftSettings,
+        y: float,
+        n: int,
+        v: float,
+        up_t: AnomalyType | None,
+        dn_t: AnomalyType | None,
+        t: float,
+        win: tuple[float, float],
+        requests: int,
+        out: list[AnomalyEvent],
+    ) -> None:
+        wt = self.wtracks[m]
+        d = wt.det
+        z = d.step(y, n)
+        if z is None:
+            d.learn_one(y, n)
             return
-        d = self.thr
-        score = d.score_one(tps)
-        if score is not None and d.is_anomaly(tps):
-            self.thr_run += 1
-            if self.thr_run >= ps.consecutive:
-                a_ev = self._emit(
-                    T.THROUGHPUT_DEGRADATION,
-                    ws.end,
-                    DetectionMethod.ZSCORE,
-                    "output_tokens_per_s",
-                    tps,
-                    d.expected() or 0.0,
-                    d.threshold,
-                    score,
-                    {"consecutive": self.thr_run, "window_n": ps.consecutive, "requests": ws.requests},
-                    (ws.start, ws.end),
-                )
-                if a_ev is not None:
-                    out.append(a_ev)
-            if self.thr_run >= ps.rebaseline_after:
-                d.rebaseline(tps)
-                self.thr_run = 0
+        ratio = math.exp(y - d.mean)
+        fast = math.exp(d.fast)
+        direction = 0
+        if d.hi > c.h and fast >= c.up_ratio and up_t is not None:
+            direction = 1
+        elif d.lo > c.h and fast <= c.down_ratio and dn_t is not None:
+            direction = -1
+        if direction == 0:
+            wt.run = 0
+            if abs(z) < 3.0 and d.hi <= c.h and d.lo <= c.h:
+                d.learn_one(y, n)  # windows far out, or inside a CUSUM alarm, are not learned
             return
-        self.thr_run = 0
-        d.learn_one(tps)
+        wt.run = (max(wt.run, 0) + 1) if direction > 0 else (min(wt.run, 0) - 1)
+        run = abs(wt.run)
+        expected = math.exp(d.mean)
+        kinds: list[AnomalyType] = []
+        if run >= c.consecutive:
+            kind = up_t if direction > 0 else dn_t
+            assert kind is not None
+            kinds.append(kind)
+        if m == "latency" and direction > 0 and fast >= c.spike_ratio:
+            kinds.append(T.LATENCY_SPIKE)  # a large abrupt jump is a spike from its first window
+        for kind in kinds:
+            a_ev = self._emit(
+                kind,
+                t,
+                DetectionMethod.CUSUM,
+                _WINDOW_UNITS[m],
+                v,
+                expected,
+                c.h,
+                d.hi if direction > 0 else -d.lo,
+                {
+                    "ratio": round(ratio, 4),
+                    "smoothed_ratio": round(fast, 4),
+                    "z": round(z, 3),
+                    "consecutive": run,
+                    "window_n": c.consecutive,
+                    "requests": requests,
+                    "sd_log": round(d.sd(n), 4),
+                },
+                win,
+            )
+            if a_ev is not None:
+                out.append(a_ev)
+        if run >= c.rebaseline_after:
+            d.rebaseline(y)
+            wt.run = 0
 
     # ------------------------------------------------------------------ introspection
 
@@ -709,7 +853,10 @@ class DetectorBank:
                 "windows": self.traffic.n,
                 "profile_bins_filled": sum(p is not None for p in self.traffic.profile),
             },
-            "throughput": {"expected_tokens_per_s": self.thr.expected(), "windows": self.thr.z.n},
+            "window_shifts": {
+                m: {"expected": math.exp(wt.det.mean) if wt.det.ready else None, "windows": wt.det.n}
+                for m, wt in self.wtracks.items()
+            },
             "drift": {
                 "input": {"ready": self.drift_in.ready, "last_psi": self.drift_in.last_psi},
                 "output": {"ready": self.drift_out.ready, "last_psi": self.drift_out.last_psi},

@@ -1,47 +1,84 @@
-"""Multivariate outliers: river ``HalfSpaceTrees`` over robust-scaled features.
+"""Multivariate outliers: Half-Space Trees (Tan, Ting & Liu 2011), stored compactly.
 
-Features are the per-metric robust z-values of the bank (log latency, log input
-tokens, log output tokens, log output tokens/s), mapped into HST's unit cube as
+This is river's ``HalfSpaceTrees`` algorithm, bit for bit (same random trees for
+the same ``seed``, same mass updates, same score ``1 − Σ r_mass·2^depth / max``),
+with a different *storage*: river keeps every tree as linked Python node objects
+per instance (≈40 KB live per key for 5 trees × height 3, the bulk of a bank's
+memory). Here
+
+* the tree *structure* (split feature and threshold of each internal node) depends
+  only on ``(n_trees, height, seed, feature names)``, so it is built once per
+  process and shared, read-only, by every key (:func:`tree_structure`, cached —
+  deterministic, so recovery rebuilds the very same trees);
+* the per-key *state* is two ``array('i')`` of node masses in heap order (node
+  ``i`` has children ``2i+1``, ``2i+2``): ``n_trees·(2^(height+1) − 1)`` ints each
+  (75 for 5 × 3) — a few hundred bytes live and pickled.
+
+``tests/unit/detect/test_hst.py`` checks that scores equal river's
+``HalfSpaceTrees`` for the same seed and stream.
+
+Features are the per-metric robust z-values of the bank (log latency, log output
+tokens, log output tokens/s), mapped into the unit cube as
 ``clip(0.5 + z / (2·z_range), 0, 1)`` — the learned robust baselines do the
 scaling, so the cube is centred on "normal" for every key whatever its units.
 
-Sizing (measured with river 0.26 on 4 features, window 100, this machine):
-
-==========  ==========  ===========  ============  =========================
-trees       height      pickle       deepcopy      score+learn per event
-==========  ==========  ===========  ============  =========================
-3           3           5.5 KB       0.31 ms       2.9 µs
-5           3           6.4 KB       0.42 ms       4.2 µs
-5           4           8.9 KB       0.75 ms       4.9 µs
-10          4           13.9 KB      1.38 ms       9.3 µs
-5           6           24.5 KB      2.62 ms       6.5 µs
-10          8 (default) 170 KB       26.5 ms       17.6 µs
-==========  ==========  ===========  ============  =========================
-
-The per-key bank must pickle under 16 KB with all other detectors, so the
-default is 5 trees of height 3 (6.4 KB): with only 4 features a height of 3
-already gives 8 leaves per tree over random splits, and 5 trees average the
-randomness. HST scores of such shallow forests are coarse and their scale depends
-on the data, so a point is flagged when its score exceeds both a floor
-(``threshold`` = 0.45) and the key's own learned ``score_quantile`` (0.995) of HST
-scores; the bank then asks for ``k`` = 11 flags among the last ``n`` = 20 events. HST
-scores are autocorrelated (the reference mass changes once per ``window_size``
-events), so independence bounds like C(20,k)·0.005ᵏ are optimistic; measured on 8 h
-of simulated stationary traffic (2 req/s), 8-of-20 raised 0 alerts where 0.99 /
-6-of-20 raised ~80, but on the generator's 24 h (real token mixes) 8-of-20 still
-gave ~16 false alerts and 11-of-20 none, at equal recall.
+Calibration per key: HST scores of shallow forests are coarse and their scale
+depends on the data, so a point is *flagged* when its score exceeds both a floor
+(``threshold``) and the key's own learned ``score_quantile`` of HST scores
+(:class:`~sentinel.detect.quantile.EWQuantiles`). The bank then reports a
+multivariate outlier when the *rate* of flagged points is far above the
+calibrated ``1 − score_quantile`` (see ``HstSettings``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from river.anomaly import HalfSpaceTrees
+import random
+from array import array
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from sentinel.detect.base import Detector
 from sentinel.detect.quantile import EWQuantiles
 
-__all__ = ["HSTOutlier"]
+__all__ = ["HSTOutlier", "tree_structure"]
+
+_PADDING = 0.15  # river's make_padded_tree padding
+
+
+@lru_cache(maxsize=32)
+def tree_structure(
+    n_trees: int, height: int, seed: int, features: tuple[str, ...]
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Split feature index and threshold of every internal node, tree after tree, heap order.
+
+    Reproduces river's ``make_padded_tree`` draws exactly (``random.Random(seed)``,
+    one ``choices`` weighted by the limit widths and one ``uniform`` per node, in
+    depth-first order, trees built one after the other, limits ``[0, 1]`` per
+    sorted feature name).
+    """
+    rng = random.Random(seed)
+    names = sorted(features)
+    n_int = (1 << height) - 1
+    feat = [0] * (n_trees * n_int)
+    thr = [0.0] * (n_trees * n_int)
+
+    def build(limits: dict[str, tuple[float, float]], depth: int, node: int, base: int) -> None:
+        if depth == height:
+            return
+        on = rng.choices(population=list(limits.keys()), weights=[limits[i][1] - limits[i][0] for i in limits])[0]
+        a, b = limits[on]
+        at = rng.uniform(a + _PADDING * (b - a), b - _PADDING * (b - a))
+        feat[base + node] = names.index(on)
+        thr[base + node] = at
+        limits[on] = (a, at)
+        build(limits, depth + 1, 2 * node + 1, base)
+        limits[on] = (at, b)
+        build(limits, depth + 1, 2 * node + 2, base)
+        limits[on] = (a, b)
+
+    for t in range(n_trees):
+        build(dict.fromkeys(names, (0.0, 1.0)), 0, 0, t * n_int)
+    return tuple(feat), tuple(thr)
 
 
 class HSTOutlier(Detector):
@@ -81,9 +118,11 @@ class HSTOutlier(Detector):
 
     def _reset(self) -> None:
         self.n = 0
-        self.model: Any = HalfSpaceTrees(
-            n_trees=self.n_trees, height=self.height, window_size=self.window_size, seed=self.seed
-        )
+        self.counter = 0
+        self.features: tuple[str, ...] = ()
+        n_nodes = self.n_trees * ((2 << self.height) - 1)
+        self.l_mass = array("i", bytes(4 * n_nodes))
+        self.r_mass: array[int] | None = None  # None during the first window (river's _first_window)
         self.scores = EWQuantiles((self.score_quantile,), alpha=0.01, warmup=50)
 
     def limit(self) -> float:
@@ -94,22 +133,98 @@ class HSTOutlier(Detector):
     def is_anomaly(self, score: float | None) -> bool:
         return score is not None and score > self.limit()
 
-    def _scale(self, x: dict[str, float]) -> dict[str, float]:
+    def scale(self, zs: Sequence[float]) -> list[float]:
+        """Robust z-values → unit-cube coordinates."""
         s = 0.5 / self.z_range
-        out = {}
-        for k, v in x.items():
+        out = []
+        for v in zs:
             u = 0.5 + v * s
-            out[k] = 0.0 if u < 0.0 else (1.0 if u > 1.0 else u)
+            out.append(0.0 if u < 0.0 else (1.0 if u > 1.0 else u))
         return out
 
-    def score_one(self, x: dict[str, float]) -> float | None:
+    def _vec(self, x: Mapping[str, float]) -> list[float]:
+        if not self.features:
+            self.features = tuple(sorted(x))
+        return self.scale([x[f] for f in self.features])
+
+    # ---------------------------------------------------------------- raw (unit-cube) API
+
+    def raw_score(self, u: Sequence[float]) -> float:
+        """river's ``score_one`` on unit-cube coordinates ``u`` (feature order = sorted names)."""
+        r = self.r_mass
+        if r is None:
+            return 0.0
+        feat, thr = tree_structure(self.n_trees, self.height, self.seed, self.features)
+        h = self.height
+        n_int = (1 << h) - 1
+        n_nodes = 2 * n_int + 1
+        size_limit = 0.1 * self.window_size
+        score = 0.0
+        for t in range(self.n_trees):
+            base = t * n_nodes
+            ib = t * n_int
+            node = 0
+            pw = 1
+            for _ in range(h):
+                m = r[base + node]
+                score += m * pw
+                if m < size_limit:
+                    break
+                node = 2 * node + 1 if u[feat[ib + node]] < thr[ib + node] else 2 * node + 2
+                pw <<= 1
+            else:
+                score += r[base + node] * pw
+        return 1.0 - score / (self.n_trees * self.window_size * ((2 << h) - 1))
+
+    def raw_learn(self, u: Sequence[float]) -> None:
+        """river's ``learn_one`` on unit-cube coordinates ``u``."""
+        feat, thr = tree_structure(self.n_trees, self.height, self.seed, self.features)
+        lm = self.l_mass
+        h = self.height
+        n_int = (1 << h) - 1
+        n_nodes = 2 * n_int + 1
+        for t in range(self.n_trees):
+            base = t * n_nodes
+            ib = t * n_int
+            node = 0
+            for _ in range(h):
+                lm[base + node] += 1
+                node = 2 * node + 1 if u[feat[ib + node]] < thr[ib + node] else 2 * node + 2
+            lm[base + node] += 1
+        self.counter += 1
+        if self.counter == self.window_size:
+            self.r_mass = lm
+            self.l_mass = array("i", bytes(4 * len(lm)))
+            self.counter = 0
+
+    # ---------------------------------------------------------------- detector API
+
+    def score_u(self, u: Sequence[float]) -> float | None:
+        """Score of unit-cube coordinates (``None`` during warm-up)."""
         if self.n < self.warmup:
             return None
-        return float(self.model.score_one(self._scale(x)))
+        return self.raw_score(u)
 
-    def learn_one(self, x: dict[str, float]) -> None:
+    def calibrate(self, score: float) -> None:
+        """Feed the per-key score-quantile calibration (every scored point, flagged or not)."""
+        self.scores.update(score)
+
+    def learn_u(self, u: Sequence[float], calibrate: bool = True) -> None:
+        """Learn unit-cube coordinates (and, with ``calibrate``, feed the score quantile).
+
+        Calibration must see flagged points too (a caller that does not learn flagged
+        points calls :meth:`calibrate` itself and passes ``calibrate=False``), or a
+        too-low limit could never rise again.
+        """
         self.n += 1
-        u = self._scale(x)
-        if self.n > self.window_size:
-            self.scores.update(float(self.model.score_one(u)))
-        self.model.learn_one(u)
+        if calibrate and self.n > self.window_size:
+            self.scores.update(self.raw_score(u))
+        self.raw_learn(u)
+
+    def score_one(self, x: Mapping[str, float]) -> float | None:
+        if self.n < self.warmup:
+            return None
+        return self.raw_score(self._vec(x))
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        self.learn_u(self._vec(x))
