@@ -78,5 +78,9 @@ nab: $(VENV)/.dev-installed
 labelled: $(VENV)/.dev-installed
 	$(PY) benchmarks/labelled.py
 
+bench: $(VENV)/.dev-installed services-up
+	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/latency.py
+
 clean:
 	rm -rf out build *.egg-info .mypy_cache .ruff_cache .pytest_cache
