@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["-i", str(args.process_id)]
     if args.addresses:
         argv += ["-a", args.addresses]
-    os.execve(sys.executable, argv, env)
+    return os.execve(sys.executable, argv, env)
 
 
 # ------------------------------------------------------------------ backtest
