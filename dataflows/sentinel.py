@@ -12,6 +12,7 @@ default) or build it yourself with :func:`build_flow`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +23,20 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from sentinel import metrics
+from sentinel import control, metrics
 from sentinel import operators as sop
+from sentinel.api import server as api_server
+from sentinel.api.server import check_bind
 from sentinel.config import Settings, load_settings
+from sentinel.control import ControlPoller
 from sentinel.decode import Decoder
+from sentinel.logs import setup_logging
 from sentinel.models import DeadLetter, TelemetryEvent, WindowStats
 from sentinel.pricing import Pricing
 from sentinel.privacy import Masker
 from sentinel.sinks.console import ConsoleAlertSink, print_summary_at_exit
 from sentinel.sinks.jsonl import JsonlSink, dumps
+from sentinel.sinks.store import AnomalyStoreSink
 from sentinel.sources.file import JsonLinesSource, ProgressFn, RawMessage
 from sentinel.sources.shutdown import install_graceful_shutdown
 from sentinel.validate import Validator
@@ -90,8 +96,14 @@ def build_flow(
 
     ``taps`` sends named streams (``events``, ``dead``, ``windows``, ``anomalies``,
     ``alerts``) to extra sinks as well — tests use Bytewax's ``TestingSink``.
+
+    Also configures logging (:mod:`sentinel.logs`), serves metrics when
+    ``metrics.enabled`` and, when ``api.enabled``, writes anomalies to the store,
+    connects the detect step to the control channel and starts this process's
+    HTTP API server (:mod:`sentinel.api`).
     """
     s = settings if settings is not None else load_settings()
+    setup_logging(s.logging, s.privacy)
     out = s.output.dir
     out.mkdir(parents=True, exist_ok=True)
 
@@ -106,7 +118,13 @@ def build_flow(
 
     win = sop.windows("windows", keyed, s.windows.length_s, s.windows.late_s)
     to_detect: Stream[tuple[str, TelemetryEvent | WindowStats]] = op.merge("detect_in", keyed, win.stats)
-    anomalies = sop.detect("detect", to_detect, s.detection, s.detection.idle_expiry_s)
+    store_path = s.api.effective_store_path(out)
+    runtime = None
+    if s.api.enabled:
+        check_bind(s.api)  # fail fast, before anything runs
+        poller = ControlPoller(store_path, s.detection, s.api.control_poll_s)
+        runtime = sop.DetectRuntime(poller, s.api.baselines_interval_s)
+    anomalies = sop.detect("detect", to_detect, s.detection, s.detection.idle_expiry_s, runtime)
     alerts = sop.dedup_alerts("dedup", anomalies, s.alerting.dedup_window_s)
 
     streams: dict[str, Stream[Any]] = {
@@ -119,6 +137,9 @@ def build_flow(
     }
 
     _jsonl("anomalies_jsonl", streams["anomalies"], out / "anomalies.jsonl")
+    if s.api.enabled:
+        store = AnomalyStoreSink(store_path, s.api.store_retention_s, s.api.store_max_rows)
+        op.output("anomaly_store", streams["anomalies"], store)
     _jsonl("alerts_jsonl", streams["alerts"], out / "alerts.jsonl")
     _jsonl("windows_jsonl", streams["windows"], out / "windows.jsonl")
     _jsonl("late_jsonl", streams["late"], out / "late.jsonl")
@@ -159,7 +180,10 @@ def build_flow(
 
     if s.metrics.enabled:
         metrics.serve(s.metrics.host, s.metrics.port)
+    if s.api.enabled:
+        api_server.start(s.api, s.detection, store_path)
     install_graceful_shutdown()
+    control.activity.started = time.time()
     return flow
 
 

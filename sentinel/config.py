@@ -153,7 +153,11 @@ class InfluxSettings(_Section):
 class RabbitSettings(_Section):
     url: SecretStr | None = Field(default=None, description="amqp(s)://user:pass@host:port/vhost")
     exchange: str = "incidents"
-    max_buffer: int = Field(default=100_000, ge=1)
+    max_buffer: int = Field(default=100_000, ge=1, description="Alerts held per worker while the broker is down")
+    close_timeout_s: float = Field(default=15.0, gt=0, description="How long shutdown waits to deliver the buffer")
+    ca_file: Path | None = Field(default=None, description="amqps: CA bundle to verify the broker (default: system)")
+    cert_file: Path | None = Field(default=None, description="amqps: client certificate (PEM) for mutual TLS")
+    key_file: Path | None = Field(default=None, description="amqps: the client certificate's private key")
     min_severity: Severity = Severity.LOW
     services: StrList = Field(default_factory=list, description="Only these services (empty: all)")
 
@@ -165,6 +169,8 @@ class WebhookSettings(_Section):
     secret: SecretStr | None = None
     timeout_s: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
+    max_buffer: int = Field(default=10_000, ge=1, description="Alerts held per worker while the endpoint is down")
+    close_timeout_s: float = Field(default=10.0, gt=0, description="How long shutdown waits to deliver the buffer")
     min_severity: Severity = Severity.HIGH
     services: StrList = Field(default_factory=list)
 
@@ -189,6 +195,40 @@ class MetricsSettings(_Section):
     enabled: bool = Field(default=False, description="Serve Prometheus metrics over HTTP")
     host: str = "127.0.0.1"
     port: int = Field(default=9100, ge=0, le=65535, description="0 = any free port")
+
+
+class ApiSettings(_Section):
+    enabled: bool = Field(default=False, description="Serve the HTTP API (one server per process)")
+    host: str = Field(default="127.0.0.1", description="Bind address; without a token only 127.0.0.1/::1/localhost")
+    port: int = Field(default=8080, ge=0, le=65535, description="0 = any free port")
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token for everything but /health (required unless bound to loopback)"
+    )
+    max_body_bytes: int = Field(default=65_536, ge=1, description="Larger request bodies get 413")
+    rate_limit_per_s: float = Field(default=20.0, gt=0, description="Token bucket per client: sustained requests/s")
+    rate_limit_burst: int = Field(default=40, ge=1, description="…and bucket size (burst)")
+    store_path: Path | None = Field(
+        default=None, description="SQLite anomaly store + control channel (default: <output.dir>/sentinel.db)"
+    )
+    store_retention_s: float = Field(default=7 * 86_400.0, gt=0, description="Anomalies older than this are pruned")
+    store_max_rows: int = Field(default=1_000_000, ge=1, description="…and beyond this many, the oldest")
+    control_poll_s: float = Field(default=1.0, gt=0, description="How often workers look for new detection settings")
+    baselines_interval_s: float = Field(
+        default=5.0, ge=0, description="How often each key publishes its learned baselines to the API"
+    )
+
+    def effective_store_path(self, output_dir: Path) -> Path:
+        return self.store_path if self.store_path is not None else output_dir / "sentinel.db"
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["json", "human"] = Field(default="json", description="json = one JSON object per line")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
 
 
 class RecoverySettings(_Section):
@@ -220,6 +260,8 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     pricing: dict[str, PriceSettings] = Field(default_factory=dict, description="Overrides/extends the defaults")
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
     recovery: RecoverySettings = Field(default_factory=RecoverySettings)
 
     @classmethod

@@ -10,6 +10,8 @@ Bytewax's own ``KafkaOpOut``. Bad input never raises: it becomes a
 
 from __future__ import annotations
 
+import logging
+import math
 import pickle
 import time
 from dataclasses import dataclass
@@ -20,8 +22,9 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.operators.windowing import EventClock, TumblingWindower, fold_window
 
-from sentinel import metrics
+from sentinel import control, metrics
 from sentinel.alerting.dedup import AlertDeduper
+from sentinel.control import ControlPoller
 from sentinel.decode import Decoder
 from sentinel.detect.bank import DetectorBank
 from sentinel.detect.settings import DetectionSettings
@@ -32,6 +35,7 @@ from sentinel.validate import Validator
 from sentinel.windows import WindowAccumulator
 
 __all__ = [
+    "DetectRuntime",
     "IngestOut",
     "WindowsOut",
     "dedup_alerts",
@@ -42,6 +46,8 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- ingest
@@ -196,21 +202,61 @@ def windows(step_id: str, up: KeyedStream[TelemetryEvent], length_s: float, late
 # ---------------------------------------------------------------- detection
 
 
+@dataclass(frozen=True)
+class DetectRuntime:
+    """Runtime hooks of the detect step (the HTTP API's): settings from the control channel, baselines out."""
+
+    control: ControlPoller | None = None
+    baselines_interval_s: float = 5.0
+    publish_baselines: bool = True
+
+
 class _DetectLogic(StatefulBatchLogic[TelemetryEvent | WindowStats, AnomalyEvent, bytes]):
     """One :class:`DetectorBank` per key; events and window stats of that key arrive here.
 
     Bytewax's builder does not see the key, so a fresh bank is created on the
     first item (which names the service and model). Keys idle for ``idle_s`` of
     wall-clock time are discarded so the key space cannot grow without bound.
+
+    With a :class:`DetectRuntime`, each batch first asks the control channel for
+    the current settings version; on a new one the bank gets ``apply_settings``
+    (learned state kept) before the batch is scored. The bank's ``baselines()``
+    are published for the API at most every ``baselines_interval_s``.
     """
 
-    def __init__(self, settings: DetectionSettings, bank: DetectorBank | None, idle_s: float) -> None:
+    def __init__(
+        self,
+        settings: DetectionSettings,
+        bank: DetectorBank | None,
+        idle_s: float,
+        runtime: DetectRuntime | None = None,
+        version: int = 0,
+    ) -> None:
         self.settings = settings
         self.bank = bank
         self.idle_s = idle_s
         self.touched = time.time()
+        self.runtime = runtime
+        self.version = version
+        self.published = -math.inf
+
+    def _refresh_settings(self) -> None:
+        rt = self.runtime
+        if rt is None or rt.control is None:
+            return
+        version, s = rt.control.current()
+        if version != self.version:
+            self.version, self.settings = version, s
+            if self.bank is not None:
+                try:
+                    self.bank.apply_settings(s)
+                except Exception:
+                    # settings pydantic accepted but a detector cannot take: keep the flow alive
+                    log.exception("detect: %s cannot apply settings version %d", self.bank.service, version)
 
     def on_batch(self, values: list[TelemetryEvent | WindowStats]) -> tuple[list[AnomalyEvent], bool]:
+        t0 = time.perf_counter()
+        self._refresh_settings()
         bank = self.bank
         if bank is None:
             first = values[0]
@@ -225,11 +271,23 @@ class _DetectLogic(StatefulBatchLogic[TelemetryEvent | WindowStats, AnomalyEvent
             a.detected_at = now
             metrics.ANOMALIES.labels(a.anomaly_type.value, a.severity.value).inc()
         self.touched = now
+        rt = self.runtime
+        if rt is not None:
+            control.activity.touch(now)
+            if rt.publish_baselines and now - self.published >= rt.baselines_interval_s:
+                self.published = now
+                try:
+                    control.baselines.publish(bank.service, bank.model, bank.baselines())
+                except (ArithmeticError, ValueError) as e:  # e.g. exp() overflow under extreme settings
+                    log.warning("detect: baselines of %s/%s unavailable: %r", bank.service, bank.model, e)
+        metrics.STAGE_SECONDS.labels("detect").observe(time.perf_counter() - t0)
         return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[AnomalyEvent], bool]:
         if time.time() - self.touched >= self.idle_s:
             metrics.ACTIVE_KEYS.dec()
+            if self.runtime is not None and self.bank is not None:
+                control.baselines.remove(self.bank.service, self.bank.model)
             return [], StatefulBatchLogic.DISCARD
         return [], StatefulBatchLogic.RETAIN
 
@@ -238,7 +296,11 @@ class _DetectLogic(StatefulBatchLogic[TelemetryEvent | WindowStats, AnomalyEvent
 
     def snapshot(self) -> bytes:
         # bytes are immutable, so this is a safe snapshot, and cheaper than deepcopy
-        return pickle.dumps(self.bank, protocol=pickle.HIGHEST_PROTOCOL)
+        t0 = time.perf_counter()
+        state = pickle.dumps(self.bank, protocol=pickle.HIGHEST_PROTOCOL)
+        metrics.SNAPSHOT_SECONDS.labels("detect").observe(time.perf_counter() - t0)
+        metrics.SNAPSHOT_BYTES.labels("detect").observe(len(state))
+        return state
 
 
 def detect(
@@ -246,15 +308,23 @@ def detect(
     up: KeyedStream[TelemetryEvent | WindowStats],
     settings: DetectionSettings,
     idle_s: float,
+    runtime: DetectRuntime | None = None,
 ) -> KeyedStream[AnomalyEvent]:
-    """Run the detector bank of each key over its events and window aggregates (score before learn)."""
+    """Run the detector bank of each key over its events and window aggregates (score before learn).
+
+    ``runtime`` (optional) connects the step to the control channel and the
+    baselines registry of :mod:`sentinel.control`.
+    """
 
     def builder(resume: bytes | None) -> _DetectLogic:
+        current, version = settings, 0
+        if runtime is not None and runtime.control is not None:
+            version, current = runtime.control.current()
         bank: DetectorBank | None = pickle.loads(resume) if resume is not None else None
         if bank is not None:
-            bank.apply_settings(settings)
+            bank.apply_settings(current)
         metrics.ACTIVE_KEYS.inc()
-        return _DetectLogic(settings, bank, idle_s)
+        return _DetectLogic(current, bank, idle_s, runtime, version)
 
     return op.stateful_batch(step_id, up, builder)
 
