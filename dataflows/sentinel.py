@@ -31,7 +31,7 @@ from sentinel.config import Settings, load_settings
 from sentinel.control import ControlPoller
 from sentinel.decode import Decoder
 from sentinel.logs import setup_logging
-from sentinel.models import DeadLetter, TelemetryEvent, WindowStats
+from sentinel.models import DeadLetter, WindowStats
 from sentinel.pricing import Pricing
 from sentinel.privacy import Masker
 from sentinel.sinks.console import ConsoleAlertSink, print_summary_at_exit
@@ -80,9 +80,13 @@ def _source(
     return op.input("file_in", flow, JsonLinesSource(path, batch_size=1000, progress=progress)), None
 
 
-def _jsonl(step_id: str, up: Stream[object], path: Path) -> None:
-    lines = op.map(f"{step_id}_json", up, lambda x: ("", dumps(x.to_dict())))  # type: ignore[attr-defined]
-    op.output(step_id, lines, JsonlSink(path))
+def _record(x: Any) -> tuple[str, bytes]:
+    return "", dumps(x if isinstance(x, dict) else x.to_dict())
+
+
+def _jsonl(step_id: str, up: Stream[Any], path: Path) -> None:
+    path.touch()  # every output exists after a run, even when empty (appending nothing changes no content)
+    op.output(step_id, op.map(f"{step_id}_json", up, _record), JsonlSink(path))
 
 
 def build_flow(
@@ -114,10 +118,10 @@ def build_flow(
         Pricing(s.pricing), Masker(s.privacy), fmt=s.source.format, max_message_bytes=s.validation.max_message_bytes
     )
     ingested = sop.ingest("ingest", raw, decoder, Validator(s.validation))
-    keyed = sop.key_events("key", ingested.events)
+    keyed = sop.key_chunks("key", ingested.chunks)
 
     win = sop.windows("windows", keyed, s.windows.length_s, s.windows.late_s)
-    to_detect: Stream[tuple[str, TelemetryEvent | WindowStats]] = op.merge("detect_in", keyed, win.stats)
+    to_detect: Stream[tuple[str, sop.KeyChunk | WindowStats]] = op.merge("detect_in", keyed, win.stats)
     store_path = s.api.effective_store_path(out)
     runtime = None
     if s.api.enabled:
@@ -128,7 +132,6 @@ def build_flow(
     alerts = sop.dedup_alerts("dedup", anomalies, s.alerting.dedup_window_s)
 
     streams: dict[str, Stream[Any]] = {
-        "events": ingested.events,
         "dead": ingested.dead if source_dead is None else op.merge("dead", ingested.dead, source_dead),
         "windows": op.key_rm("window_values", win.stats),
         "anomalies": op.key_rm("anomaly_values", anomalies),
@@ -173,6 +176,8 @@ def build_flow(
     if s.output.console:
         op.output("console", streams["alerts"], ConsoleAlertSink())
         print_summary_at_exit(str(out / "summary.json"))
+    if taps and "events" in taps:  # only when asked for: un-chunking costs per event
+        streams["events"] = sop.chunk_events("events", keyed)
     for name, sink in (taps or {}).items():
         if name not in streams:
             raise ValueError(f"unknown tap {name!r}; streams are {sorted(streams)}")

@@ -91,6 +91,8 @@ class DetectionMethod(StrEnum):
     KL = "kl"
     BINOMIAL = "binomial"
     POISSON = "poisson"
+    LIKELIHOOD = "likelihood"  # anomaly likelihood of a surprise score (sentinel.detect.likelihood)
+    REGRESSION = "regression"  # residual of a per-key regression (sentinel.detect.joint)
     ENSEMBLE = "ensemble"
 
 

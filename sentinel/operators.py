@@ -16,6 +16,7 @@ import pickle
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
@@ -28,7 +29,7 @@ from sentinel.control import ControlPoller
 from sentinel.decode import Decoder
 from sentinel.detect.bank import DetectorBank
 from sentinel.detect.settings import DetectionSettings
-from sentinel.models import AlertEvent, AnomalyEvent, DeadLetter, TelemetryEvent, WindowStats, split_key
+from sentinel.models import AlertEvent, AnomalyEvent, DeadLetter, TelemetryEvent, WindowStats, format_ts, split_key
 from sentinel.sinks.jsonl import dumps
 from sentinel.sources.file import RawMessage
 from sentinel.validate import Validator
@@ -37,11 +38,14 @@ from sentinel.windows import WindowAccumulator
 __all__ = [
     "DetectRuntime",
     "IngestOut",
+    "KeyChunk",
+    "WindowPartial",
     "WindowsOut",
+    "chunk_events",
     "dedup_alerts",
     "detect",
     "ingest",
-    "key_events",
+    "key_chunks",
     "windows",
 ]
 
@@ -53,9 +57,22 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- ingest
 
 
+@dataclass(slots=True)
+class KeyChunk:
+    """The valid events of one ``service|model`` key from one input batch, in arrival order.
+
+    Grouping a batch by key before the keyed exchange is the flow's main throughput
+    lever: Bytewax's per-item cost (routing, exchange, stateful dispatch) is paid once
+    per key and batch instead of once per event, while per-key order is unchanged.
+    """
+
+    key: str
+    events: list[TelemetryEvent]
+
+
 @dataclass(frozen=True)
 class IngestOut:
-    events: Stream[TelemetryEvent]
+    chunks: Stream[KeyChunk]
     dead: Stream[DeadLetter]
 
 
@@ -71,9 +88,10 @@ class _DecodeValidate:
         self.decoder = decoder
         self.validator = validator
 
-    def __call__(self, batch: list[RawMessage]) -> list[TelemetryEvent | DeadLetter]:
+    def __call__(self, batch: list[RawMessage]) -> list[KeyChunk | DeadLetter]:
         t0 = time.perf_counter()
-        out: list[TelemetryEvent | DeadLetter] = []
+        out: list[KeyChunk | DeadLetter] = []
+        by_key: dict[str, list[TelemetryEvent]] = {}
         spans = decoded = skipped = unpriced = valid = 0
         check = self.validator.check
         now = time.time()
@@ -90,11 +108,17 @@ class _DecodeValidate:
                 reason = check(ev, now)
                 if reason is None:
                     valid += 1
-                    out.append(ev)
+                    key = ev.key
+                    chunk = by_key.get(key)
+                    if chunk is None:
+                        by_key[key] = [ev]
+                    else:
+                        chunk.append(ev)
                 else:
                     metrics.EVENTS_INVALID.labels(_reason_code(reason)).inc()
                     metrics.DEAD_LETTERS.labels("validate").inc()
                     out.append(_invalid_letter(ev, reason, msg.payload if res.spans == 1 else None))
+        out.extend(KeyChunk(k, evs) for k, evs in by_key.items())
         metrics.MESSAGES.inc(len(batch))
         metrics.SPANS.inc(spans)
         metrics.EVENTS_DECODED.inc(decoded)
@@ -119,15 +143,20 @@ def _invalid_letter(ev: TelemetryEvent, reason: str, original: bytes | None) -> 
 
 @operator
 def ingest(step_id: str, up: Stream[RawMessage], decoder: Decoder, validator: Validator) -> IngestOut:
-    """Decode, mask and validate messages; one message may yield many events."""
+    """Decode, mask and validate messages; one message may yield many events, grouped per key."""
     mixed = op.flat_map_batch("decode_validate", up, _DecodeValidate(decoder, validator))
-    split = op.branch("split", mixed, lambda x: isinstance(x, TelemetryEvent))
-    return IngestOut(events=split.trues, dead=split.falses)  # type: ignore[arg-type]
+    split = op.branch("split", mixed, lambda x: isinstance(x, KeyChunk))
+    return IngestOut(chunks=split.trues, dead=split.falses)  # type: ignore[arg-type]
 
 
-def key_events(step_id: str, up: Stream[TelemetryEvent]) -> KeyedStream[TelemetryEvent]:
-    """Key by ``service|model`` (the one place keys are made is :func:`sentinel.models.key_of`)."""
-    return op.key_on(step_id, up, lambda ev: ev.key)
+def key_chunks(step_id: str, up: Stream[KeyChunk]) -> KeyedStream[KeyChunk]:
+    """Key by ``service|model`` (keys are made in one place: :func:`sentinel.models.key_of`)."""
+    return op.key_on(step_id, up, lambda c: c.key)
+
+
+def chunk_events(step_id: str, up: KeyedStream[KeyChunk]) -> Stream[TelemetryEvent]:
+    """The individual events again (for taps and tests)."""
+    return op.flat_map(step_id, up, lambda kv: kv[1].events)
 
 
 # ---------------------------------------------------------------- windows
@@ -136,11 +165,45 @@ def key_events(step_id: str, up: Stream[TelemetryEvent]) -> KeyedStream[Telemetr
 @dataclass(frozen=True)
 class WindowsOut:
     stats: KeyedStream[WindowStats]
-    late: KeyedStream[TelemetryEvent]
+    late: KeyedStream[dict[str, Any]]
 
 
-def _event_dt(ev: TelemetryEvent) -> datetime:
-    return datetime.fromtimestamp(ev.timestamp, UTC)
+@dataclass(slots=True)
+class WindowPartial:
+    """The events of one key, batch and window folded into an accumulator (a combiner).
+
+    The windowing operator folds partials instead of single events; its clock
+    sees the partial at its earliest event time, so a partial is late exactly
+    when its earliest event would have been.
+    """
+
+    window_id: int
+    first_ts: float
+    last_ts: float
+    acc: WindowAccumulator
+
+
+def _partials(length_s: float) -> Any:
+    def split(chunk: KeyChunk) -> list[WindowPartial]:
+        parts: dict[int, WindowPartial] = {}
+        for ev in chunk.events:
+            ts = ev.timestamp
+            wid = int(ts // length_s)
+            p = parts.get(wid)
+            if p is None:
+                p = parts[wid] = WindowPartial(wid, ts, ts, WindowAccumulator())
+            elif ts < p.first_ts:
+                p.first_ts = ts
+            elif ts > p.last_ts:
+                p.last_ts = ts
+            p.acc.add(ev)
+        return list(parts.values())
+
+    return split
+
+
+def _partial_dt(p: WindowPartial) -> datetime:
+    return datetime.fromtimestamp(p.first_ts, UTC)
 
 
 class _WakeNoEarlierThan:
@@ -164,8 +227,8 @@ class _WakeNoEarlierThan:
         return at if at > floor else floor
 
 
-def _fold(acc: WindowAccumulator, ev: TelemetryEvent) -> WindowAccumulator:
-    return acc.add(ev)
+def _fold(acc: WindowAccumulator, p: WindowPartial) -> WindowAccumulator:
+    return acc.merge(p.acc)
 
 
 def _merge(a: WindowAccumulator, b: WindowAccumulator) -> WindowAccumulator:
@@ -173,14 +236,20 @@ def _merge(a: WindowAccumulator, b: WindowAccumulator) -> WindowAccumulator:
 
 
 @operator
-def windows(step_id: str, up: KeyedStream[TelemetryEvent], length_s: float, late_s: float) -> WindowsOut:
-    """Tumbling event-time windows per key (aligned to the epoch), aggregated to :class:`WindowStats`."""
+def windows(step_id: str, up: KeyedStream[KeyChunk], length_s: float, late_s: float) -> WindowsOut:
+    """Tumbling event-time windows per key (aligned to the epoch), aggregated to :class:`WindowStats`.
+
+    Bytewax's ``EventClock`` with ``late_s`` of waiting for late data decides when a
+    window closes. Late data is counted and reported on ``late`` (one record per
+    late partial: key, window, event count and time range) — never silently lost.
+    """
     late = timedelta(seconds=late_s)
-    clock: EventClock[TelemetryEvent] = EventClock(
-        _event_dt, wait_for_system_duration=late, to_system_utc=_WakeNoEarlierThan(late)
+    partials = op.flat_map_value("partials", up, _partials(length_s))
+    clock: EventClock[WindowPartial] = EventClock(
+        _partial_dt, wait_for_system_duration=late, to_system_utc=_WakeNoEarlierThan(late)
     )
     windower = TumblingWindower(length=timedelta(seconds=length_s), align_to=_EPOCH)
-    out = fold_window("fold", up, clock, windower, WindowAccumulator, _fold, _merge, ordered=False)
+    out = fold_window("fold", partials, clock, windower, WindowAccumulator, _fold, _merge, ordered=False)
 
     def to_stats(key: str, id_acc: tuple[int, WindowAccumulator]) -> tuple[str, WindowStats]:
         window_id, acc = id_acc
@@ -191,12 +260,23 @@ def windows(step_id: str, up: KeyedStream[TelemetryEvent], length_s: float, late
 
     stats = op.map("stats", out.down, lambda kv: to_stats(*kv))
 
-    def count_late(kv: tuple[str, tuple[int, TelemetryEvent]]) -> tuple[str, TelemetryEvent]:
-        metrics.LATE_EVENTS.inc()
-        return kv[0], kv[1][1]
+    def late_record(kv: tuple[str, tuple[int, WindowPartial]]) -> tuple[str, dict[str, Any]]:
+        key, (_wid, p) = kv
+        service, model = split_key(key)
+        metrics.LATE_EVENTS.inc(p.acc.requests)
+        start = p.window_id * length_s
+        return key, {
+            "service": service,
+            "model": model,
+            "window_start": format_ts(start),
+            "window_end": format_ts(start + length_s),
+            "events": p.acc.requests,
+            "first_event": format_ts(p.first_ts),
+            "last_event": format_ts(p.last_ts),
+        }
 
-    late_events = op.map("late", out.late, count_late)
-    return WindowsOut(stats=stats, late=late_events)
+    late_records = op.map("late", out.late, late_record)
+    return WindowsOut(stats=stats, late=late_records)
 
 
 # ---------------------------------------------------------------- detection
@@ -211,7 +291,7 @@ class DetectRuntime:
     publish_baselines: bool = True
 
 
-class _DetectLogic(StatefulBatchLogic[TelemetryEvent | WindowStats, AnomalyEvent, bytes]):
+class _DetectLogic(StatefulBatchLogic[KeyChunk | WindowStats, AnomalyEvent, bytes]):
     """One :class:`DetectorBank` per key; events and window stats of that key arrive here.
 
     Bytewax's builder does not see the key, so a fresh bank is created on the
@@ -254,18 +334,26 @@ class _DetectLogic(StatefulBatchLogic[TelemetryEvent | WindowStats, AnomalyEvent
                     # settings pydantic accepted but a detector cannot take: keep the flow alive
                     log.exception("detect: %s cannot apply settings version %d", self.bank.service, version)
 
-    def on_batch(self, values: list[TelemetryEvent | WindowStats]) -> tuple[list[AnomalyEvent], bool]:
+    def on_batch(self, values: list[KeyChunk | WindowStats]) -> tuple[list[AnomalyEvent], bool]:
         t0 = time.perf_counter()
         self._refresh_settings()
         bank = self.bank
         if bank is None:
             first = values[0]
-            bank = self.bank = DetectorBank(self.settings, first.service, first.model)
+            service, model = split_key(first.key)
+            bank = self.bank = DetectorBank(self.settings, service, model)
         out: list[AnomalyEvent] = []
+        on_event = bank.on_event
         for v in values:
-            found = bank.on_event(v) if isinstance(v, TelemetryEvent) else bank.on_window(v)
-            if found:
-                out.extend(found)
+            if isinstance(v, KeyChunk):
+                for ev in v.events:
+                    found = on_event(ev)
+                    if found:
+                        out.extend(found)
+            else:
+                found = bank.on_window(v)
+                if found:
+                    out.extend(found)
         now = time.time()
         for a in out:
             a.detected_at = now
@@ -305,7 +393,7 @@ class _DetectLogic(StatefulBatchLogic[TelemetryEvent | WindowStats, AnomalyEvent
 
 def detect(
     step_id: str,
-    up: KeyedStream[TelemetryEvent | WindowStats],
+    up: KeyedStream[KeyChunk | WindowStats],
     settings: DetectionSettings,
     idle_s: float,
     runtime: DetectRuntime | None = None,

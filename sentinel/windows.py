@@ -31,20 +31,26 @@ _MIN_LATENCY_MS = 1e-3
 
 
 class WindowAccumulator:
-    """Running aggregates of one key over one window; merges exactly."""
+    """Running aggregates of one key over one window; merges exactly.
 
-    __slots__ = ("cost_usd", "errors", "gen_ms", "gen_tokens", "input_tokens", "latency", "output_tokens", "requests")
+    Sums of real numbers are kept as integers (cost in pico-dollars, generation time
+    in microseconds) so that a window's aggregates do not depend on how its events
+    were grouped or ordered — one process or a cluster, file or Kafka batches, the
+    same window always gives the same numbers.
+    """
+
+    __slots__ = ("cost_pusd", "errors", "gen_tokens", "gen_us", "input_tokens", "latency", "output_tokens", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors = 0
         self.input_tokens = 0
         self.output_tokens = 0
-        self.cost_usd = 0.0
+        self.cost_pusd = 0  # pico-dollars
         # decode throughput is a ratio of sums (tokens over generation time), not a mean of
         # per-request ratios, so that one tiny request cannot dominate the window
         self.gen_tokens = 0
-        self.gen_ms = 0.0
+        self.gen_us = 0
         self.latency = DDSketch(relative_accuracy=LATENCY_RELATIVE_ACCURACY)
 
     def add(self, ev: TelemetryEvent) -> WindowAccumulator:
@@ -53,7 +59,7 @@ class WindowAccumulator:
             self.errors += 1
         self.input_tokens += ev.input_tokens
         self.output_tokens += ev.output_tokens
-        self.cost_usd += ev.cost_usd
+        self.cost_pusd += round(ev.cost_usd * 1e12)
         self.latency.add(ev.latency_ms if ev.latency_ms > _MIN_LATENCY_MS else _MIN_LATENCY_MS)
         if not ev.is_error and ev.output_tokens > 0:
             gen = ev.latency_ms - (ev.ttft_ms or 0.0)
@@ -61,7 +67,7 @@ class WindowAccumulator:
                 gen = ev.latency_ms
             if gen > 0:
                 self.gen_tokens += ev.output_tokens
-                self.gen_ms += gen
+                self.gen_us += round(gen * 1000.0)
         return self
 
     def merge(self, other: WindowAccumulator) -> WindowAccumulator:
@@ -69,9 +75,9 @@ class WindowAccumulator:
         self.errors += other.errors
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
-        self.cost_usd += other.cost_usd
+        self.cost_pusd += other.cost_pusd
         self.gen_tokens += other.gen_tokens
-        self.gen_ms += other.gen_ms
+        self.gen_us += other.gen_us
         self.latency.merge(other.latency)
         return self
 
@@ -92,8 +98,8 @@ class WindowAccumulator:
             latency_p99_ms=self._q(0.99),
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
-            cost_usd=self.cost_usd,
-            output_tokens_per_s=(self.gen_tokens * 1000.0 / self.gen_ms) if self.gen_ms > 0 else 0.0,
+            cost_usd=self.cost_pusd / 1e12,
+            output_tokens_per_s=(self.gen_tokens * 1e6 / self.gen_us) if self.gen_us > 0 else 0.0,
             late_events=late_events,
         )
 

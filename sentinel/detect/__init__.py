@@ -18,7 +18,9 @@ module                 detector
 ``traffic``            :class:`TrafficRate` — Poisson vs time-of-day rate
 ``throughput``         :class:`ThroughputDrop` — window tokens/s drop
 ``drift``              :class:`TokenDrift` — PSI / KL of log2 token histograms
-``hst``                :class:`HSTOutlier` — river HalfSpaceTrees, sized small
+``joint``              :class:`LatencyGivenTokens` — latency given output tokens (multivariate)
+``likelihood``         :class:`LikelihoodDetector` — anomaly likelihood (NAB), optional spike detector
+``hst``                :class:`HSTOutlier` — river HalfSpaceTrees, sized small (optional)
 ``bank``               :class:`DetectorBank` — all of the above for one key
 =====================  ==================================================
 """
@@ -30,6 +32,8 @@ from sentinel.detect.error_rate import ErrorRate
 from sentinel.detect.ewma import EwmaChart
 from sentinel.detect.hst import HSTOutlier
 from sentinel.detect.iqr import IQRFence
+from sentinel.detect.joint import LatencyGivenTokens
+from sentinel.detect.likelihood import LikelihoodDetector
 from sentinel.detect.mad import MAD
 from sentinel.detect.percentile import Percentile
 from sentinel.detect.quantile import EWQuantiles
@@ -49,6 +53,8 @@ __all__ = [
     "EwmaChart",
     "HSTOutlier",
     "IQRFence",
+    "LatencyGivenTokens",
+    "LikelihoodDetector",
     "Percentile",
     "RobustZScore",
     "ThroughputDrop",

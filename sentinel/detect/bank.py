@@ -4,7 +4,7 @@ Per event (``on_event``), on log-scaled metrics — latency, output tokens/s, in
 tokens, output tokens, cost (successful calls only):
 
 * a :class:`~sentinel.detect.zscore.RobustZScore` baseline per metric; the point
-  detector of ``spike.method`` (z-score, IQR, MAD or percentile) flags single
+  detector of ``spike.method`` (z-score, IQR, MAD, percentile or likelihood) flags single
   points, and a latency spike is reported only when ``spike.k`` of the last
   ``spike.n`` events are flagged (single outliers of heavy-tailed traffic are
   not incidents);
@@ -13,11 +13,15 @@ tokens, output tokens, cost (successful calls only):
   input/output tokens up/down → ``token_usage_spike``/``token_usage_drop``, cost
   per request up → ``cost_spike``;
 * PSI/KL drift of input and output token histograms → ``input_drift``/``output_drift``;
-* HalfSpaceTrees over the four z-values → ``multivariate_outlier`` (k of n).
+* latency given output tokens (:class:`~sentinel.detect.joint.LatencyGivenTokens`):
+  a long answer returned far too fast or a tiny answer far too slow, ``k`` of the
+  last ``n`` calls → ``multivariate_outlier``; optionally (``hst.enabled``)
+  HalfSpaceTrees over the z-values of latency, output tokens and tokens/s as well.
 
-Per window (``on_window``): error rate (binomial tail vs beta baseline),
-traffic spike/drop (Poisson + overdispersion vs a time-of-day-aware rate) and
-throughput per window. Empty windows have no aggregate: a window arriving after
+Per window (``on_window``): error rate (binomial tail vs beta baseline, plus a
+Bernoulli CUSUM accumulating evidence over windows), traffic spike/drop (Poisson
++ overdispersion vs a time-of-day-aware rate, plus a CUSUM of the window z over
+several windows) and throughput per window. Empty windows have no aggregate: a window arriving after
 a gap means the skipped windows had 0 requests and the gap is scored as such.
 A key that goes completely silent therefore reports its drop only when traffic
 resumes (or never, if it is expired first after ``idle_expiry_s``).
@@ -45,6 +49,8 @@ from sentinel.detect.error_rate import ErrorRate
 from sentinel.detect.ewma import EwmaChart
 from sentinel.detect.hst import HSTOutlier
 from sentinel.detect.iqr import IQRFence
+from sentinel.detect.joint import LatencyGivenTokens
+from sentinel.detect.likelihood import LikelihoodDetector
 from sentinel.detect.mad import MAD
 from sentinel.detect.percentile import Percentile
 from sentinel.detect.quantile import EWQuantiles
@@ -92,7 +98,7 @@ _WINDOW_UNITS = {
     "cost": "cost_usd_per_request",
 }
 
-PointDetector = IQRFence | MAD | Percentile
+PointDetector = IQRFence | MAD | Percentile | LikelihoodDetector
 
 
 def _natural(metric: str, v: float) -> float:
@@ -157,9 +163,26 @@ class _Track:
         elif self.spike and s.spike.method == "percentile":
             p = s.percentile
             want, params = Percentile, {"q": p.q, "margin": p.margin, "alpha": p.alpha, "warmup": p.warmup}
+        elif self.spike and s.spike.method == "likelihood":
+            lk = s.likelihood
+            want, params = (
+                LikelihoodDetector,
+                {
+                    "threshold": lk.threshold,
+                    "range_tolerance": lk.range_tolerance,
+                    "cooldown": lk.cooldown,
+                    "alpha": lk.alpha,
+                    "short_window": lk.short_window,
+                    "warmup": lk.warmup,
+                },
+            )
         if want is None:
             self.alt = None
-        elif type(self.alt) is not want or (want is Percentile and self.alt.params()["q"] != params["q"]):
+        elif (
+            type(self.alt) is not want
+            or (want is Percentile and self.alt.params()["q"] != params["q"])
+            or (want is LikelihoodDetector and self.alt.params()["short_window"] != params["short_window"])
+        ):
             self.alt = want(**params)
         else:
             _set(self.alt, **params)
@@ -223,8 +246,8 @@ class DetectorBank:
     ...     ev = TelemetryEvent(timestamp=1_700_000_000 + i, service="svc", model="gpt-4o", latency_ms=ms,
     ...                         input_tokens=500, output_tokens=200, cost_usd=0.003)
     ...     out += bank.on_event(ev)
-    >>> sorted({a.anomaly_type.value for a in out})
-    ['latency_degradation', 'latency_spike', 'throughput_degradation']
+    >>> sorted({a.anomaly_type.value for a in out})  # per event; degradations are judged per window
+    ['latency_spike']
     >>> min(a.timestamp for a in out) - 1_700_000_000 < 310
     True
     """
@@ -239,8 +262,11 @@ class DetectorBank:
         self.drift_out = TokenDrift()
         self.hst: HSTOutlier | None = None
         self.hst_bits = 0
+        self.joint: LatencyGivenTokens | None = None
+        self.joint_bits = 0
         self.error = ErrorRate()
         self.error_run = 0
+        self.error_held = 0
         self.traffic = TrafficRate()
         self.traffic_run = 0  # signed: +n spikes / −n drops in a row
         self.traffic_recent: list[int] = []  # counts of the last contiguous windows (multi-window test)
@@ -285,6 +311,13 @@ class DetectorBank:
                 rebaseline_after=d.rebaseline_after,
                 smoothing=d.smoothing,
             )
+        j = s.joint
+        if not j.enabled:
+            self.joint = None
+        elif self.joint is None:
+            self.joint = LatencyGivenTokens(alpha=j.alpha, warmup=j.warmup)
+        else:
+            _set(self.joint, alpha=j.alpha, warmup=j.warmup)
         h = s.hst
         if not h.enabled:
             self.hst = None
@@ -314,6 +347,7 @@ class DetectorBank:
             min_ratio=e.min_ratio,
             min_abs_increase=e.min_abs_increase,
             warmup_windows=e.warmup_windows,
+            cusum_h=e.cusum_h,
         )
         t = s.traffic
         _set(
@@ -328,6 +362,9 @@ class DetectorBank:
             max_ratio_drop=t.max_ratio_drop,
             min_expected=t.min_expected,
             warmup_windows=t.warmup_windows,
+            cusum_k=t.cusum_k,
+            cusum_h=t.cusum_h,
+            hold_z=t.hold_z,
         )
         for m, wt in self.wtracks.items():
             wt.configure(self._wshift_settings(m))
@@ -413,6 +450,8 @@ class DetectorBank:
         if s.drift.enabled:
             self._drift_step(self.drift_in, T.INPUT_DRIFT, "input_tokens", ev.input_tokens, t, out)
             self._drift_step(self.drift_out, T.OUTPUT_DRIFT, "output_tokens", ev.output_tokens, t, out)
+        if self.joint is not None and "latency" in vals:
+            self._joint_step(vals["output_tokens"], vals["latency"], zs.get("latency"), t, out)
         if self.hst is not None:
             zl, zo, zt = zs.get("latency"), zs.get("output_tokens"), zs.get("output_tokens_per_s")
             if zl is not None and zo is not None and zt is not None:
@@ -429,9 +468,19 @@ class DetectorBank:
             return None
         zthr = tr.z.threshold
         # point flag (gates learning; persistence makes it a spike)
-        if tr.alt is not None:
-            a = tr.alt.score_one(x)
-            athr = tr.alt.threshold
+        alt = tr.alt
+        if isinstance(alt, LikelihoodDetector):
+            # the likelihood score is undirected; a spike is a flagged point above the baseline
+            a = alt.score_one(x)
+            athr = alt.threshold
+            flagged = a is not None and a >= athr and not alt.suppressed
+            up = flagged and x > tr.z.mean
+            alt.learn_one(x)  # always learns (its refractory period and range are part of its state)
+            alt = None
+            pscore, pthr, pmethod = (a if a is not None else 0.0), athr, DetectionMethod.LIKELIHOOD
+        elif alt is not None:
+            a = alt.score_one(x)
+            athr = alt.threshold
             flagged = a is not None and abs(a) > athr
             up = a is not None and a > athr
             pscore, pthr, pmethod = (a if a is not None else 0.0), athr, DetectionMethod(s.spike.method)
@@ -458,6 +507,7 @@ class DetectorBank:
                         "window_n": s.spike.n,
                         "z": round(z, 3),
                         "bound": _natural(m, tr.z.mean + zthr * tr.z.sigma),
+                        "point_method": s.spike.method,
                     },
                 )
                 if a_ev is not None:
@@ -467,8 +517,8 @@ class DetectorBank:
             if flagged:
                 return z  # a point outlier is not learned
             tr.z.learn_one(x)
-            if tr.alt is not None:
-                tr.alt.learn_one(x)
+            if alt is not None:
+                alt.learn_one(x)
             return z
         up_t, dn_t = _SHIFT_TYPES[m]
         if isinstance(tr.shift, Cusum):
@@ -530,8 +580,8 @@ class DetectorBank:
             return z
         tr.run, tr.run_sum = 0, 0.0
         tr.z.learn_one(x)
-        if tr.alt is not None:
-            tr.alt.learn_one(x)
+        if alt is not None:
+            alt.learn_one(x)
         return z
 
     def _drift_step(
@@ -540,8 +590,11 @@ class DetectorBank:
         score = d.score_one(x)
         ref = d.reference
         d.learn_one(x)
-        if score is None or score <= d.threshold or d.drifted_run < self.settings.drift.consecutive:
+        ds = self.settings.drift
+        if score is None or score <= d.threshold:
             return
+        if d.drifted_run < ds.consecutive and score < ds.strong * d.threshold:
+            return  # one moderately drifted block is not yet a drift (a strong one is)
         exp_bin = max(range(len(ref)), key=ref.__getitem__)
         a_ev = self._emit(
             kind,
@@ -558,6 +611,49 @@ class DetectorBank:
                 "block_events": d.block_events,
                 "consecutive": d.drifted_run,
                 "reference_mode_bin": exp_bin,
+            },
+        )
+        if a_ev is not None:
+            out.append(a_ev)
+
+    def _joint_step(self, x: float, y: float, zl: float | None, t: float, out: list[AnomalyEvent]) -> None:
+        """Latency given output tokens: incongruent pairs, k of the last n → multivariate outlier."""
+        j = self.joint
+        assert j is not None
+        js = self.settings.joint
+        sc = j.score_one(x, y)
+        flagged = False
+        if sc is not None:
+            zr, zx = sc
+            flagged = (zl is None or abs(zl) < js.latency_z_max) and (
+                (zr < -js.threshold and zx > js.x_min) or (zr > js.threshold and zx < -js.x_min)
+            )
+        self.joint_bits = ((self.joint_bits << 1) | int(flagged)) & ((1 << js.n) - 1)
+        if not flagged:
+            j.learn_one(x, y)
+            return
+        hits = self.joint_bits.bit_count()
+        if hits < js.k or sc is None:
+            return
+        zr, zx = sc
+        a_ev = self._emit(
+            T.MULTIVARIATE_OUTLIER,
+            t,
+            DetectionMethod.REGRESSION,
+            "latency_ms|output_tokens",
+            math.exp(y),
+            math.exp(j.predict(x)),
+            js.threshold,
+            zr,
+            {
+                "model": "log latency ~ log output tokens (EW regression)",
+                "output_tokens": round(math.expm1(x)),
+                "residual_z": round(zr, 3),
+                "output_tokens_z": round(zx, 3),
+                "latency_z": round(zl, 3) if zl is not None else None,
+                "slope": round(j.slope, 3),
+                "consecutive": hits,
+                "window_n": js.n,
             },
         )
         if a_ev is not None:
@@ -632,30 +728,77 @@ class DetectorBank:
         if self.last_window_end is not None:
             gap = round((ws.start - self.last_window_end) / length)
             if gap >= 1:
+                start = self.last_window_end
                 v = tr.score_gap(ws.start, gap, length)
                 if v is not None and v.direction < 0:
                     self.traffic_run = min(self.traffic_run, 0) - gap
                     if -self.traffic_run >= ts.consecutive or -v.z > 2 * tr.z_threshold:
-                        self._traffic_emit(v, ws.start, (self.last_window_end, ws.start), gap, out)
-                else:
-                    start = self.last_window_end
-                    for i in range(min(gap, 60)):
-                        tr.learn_one(start + (i + 1) * length, 0, length)
+                        self._traffic_emit(v, ws.start, (start, ws.start), gap, out)
+                for i in range(min(gap, 60)):  # multi-window evidence, one empty window at a time
+                    self._traffic_window(start + (i + 1) * length, 0, length, (start, ws.start), out)
         v = tr.evaluate(ws.end, ws.requests, length)
         if v is None or v.direction == 0:
             self.traffic_run = 0
-            tr.learn_one(ws.end, ws.requests, length)
-            return
-        if v.direction > 0:
-            self.traffic_run = max(self.traffic_run, 0) + 1
         else:
-            self.traffic_run = min(self.traffic_run, 0) - 1
-        run = abs(self.traffic_run)
-        if run >= ts.consecutive or abs(v.z) > 2 * tr.z_threshold:
-            self._traffic_emit(v, ws.end, (ws.start, ws.end), 1, out)
-        if run >= ts.rebaseline_after:
-            tr.rebaseline(ws.end, ws.requests, length)
-            self.traffic_run = 0
+            if v.direction > 0:
+                self.traffic_run = max(self.traffic_run, 0) + 1
+            else:
+                self.traffic_run = min(self.traffic_run, 0) - 1
+            run = abs(self.traffic_run)
+            if run >= ts.consecutive or abs(v.z) > 2 * tr.z_threshold:
+                self._traffic_emit(v, ws.end, (ws.start, ws.end), 1, out)
+            if run >= ts.rebaseline_after:
+                tr.rebaseline(ws.end, ws.requests, length)
+                self.traffic_run = 0
+                return
+        self._traffic_window(ws.end, ws.requests, length, (ws.start, ws.end), out, v)
+
+    def _traffic_window(
+        self,
+        t: float,
+        count: int,
+        length: float,
+        window: tuple[float, float],
+        out: list[AnomalyEvent],
+        v: Any = None,
+    ) -> None:
+        """CUSUM evidence of one window (``count`` may be 0 for a skipped window), then learn or hold."""
+        tr = self.traffic
+        if v is None:
+            v = tr.evaluate(t, count, length)
+        if v is None:
+            tr.learn_one(t, count, length)
+            return
+        alarm = tr.accumulate(v)
+        if alarm:
+            a_ev = self._emit(
+                T.TRAFFIC_SPIKE if alarm > 0 else T.TRAFFIC_DROP,
+                t,
+                DetectionMethod.CUSUM,
+                "requests",
+                v.observed,
+                v.expected,
+                tr.cusum_h,
+                tr.hi if alarm > 0 else -tr.lo,
+                {
+                    "p_value": v.p,
+                    "ratio": round(v.ratio, 4),
+                    "smoothed_ratio": round(math.exp(tr.fast), 4),
+                    "z": round(v.z, 3),
+                    "test": "poisson_cusum",
+                    "held_windows": tr.held,
+                },
+                window,
+            )
+            if a_ev is not None:
+                out.append(a_ev)
+        if tr.should_learn(v):
+            tr.held = 0
+            tr.learn_one(t, count, length)
+        else:
+            tr.held += 1
+            if tr.held >= self.settings.traffic.rebaseline_after:
+                tr.rebaseline(t, count, length)  # a sustained genuine change becomes the new normal
 
     def _traffic_emit(
         self, v: Any, t: float, window: tuple[float, float], windows: int, out: list[AnomalyEvent]
@@ -683,31 +826,55 @@ class DetectorBank:
 
     def _error_step(self, ws: WindowStats, out: list[AnomalyEvent]) -> None:
         er = self.error
+        es = self.settings.error_rate
         score = er.score_one(ws.errors, ws.requests)
-        if score is not None and er.is_anomaly(ws.errors, ws.requests):
+        single = score is not None and er.is_anomaly(ws.errors, ws.requests)
+        cusum = er.step(ws.errors, ws.requests)
+        multi = cusum is not None and er.cusum_alarm()
+        if single or multi:
             self.error_run += 1
+            if single and score is not None:
+                observed, sc, thr = ws.error_rate, score, er.threshold
+                details: dict[str, Any] = {
+                    "errors": ws.errors,
+                    "requests": ws.requests,
+                    "p_value": 10.0**-score,
+                    "test": "binomial_tail",
+                }
+            else:
+                observed, sc, thr = er.run_errors / max(er.run_requests, 1), er.cusum, er.cusum_h
+                details = {
+                    "errors": er.run_errors,
+                    "requests": er.run_requests,
+                    "alternative_rate": round(er.alternative_rate(), 5),
+                    "test": "bernoulli_cusum",
+                }
+            details["consecutive"] = self.error_run
             a_ev = self._emit(
                 T.ERROR_RATE_SPIKE,
                 ws.end,
                 DetectionMethod.BINOMIAL,
                 "error_rate",
-                ws.error_rate,
+                observed,
                 er.baseline_rate(),
-                er.threshold,
-                score,
-                {
-                    "errors": ws.errors,
-                    "requests": ws.requests,
-                    "p_value": 10.0**-score,
-                    "consecutive": self.error_run,
-                },
+                thr,
+                sc,
+                details,
                 (ws.start, ws.end),
             )
             if a_ev is not None:
                 out.append(a_ev)
-            if self.error_run < self.settings.error_rate.rebaseline_after:
+            if self.error_run < es.rebaseline_after:
                 return
-        self.error_run = 0
+            er.cusum = 0.0  # a sustained genuine change becomes the new normal
+        else:
+            self.error_run = 0
+            if cusum is not None and cusum > er.cusum_h / 3.0:
+                self.error_held += 1
+                if self.error_held < es.rebaseline_after:
+                    return  # evidence is building up: do not learn it as normal
+                er.cusum = 0.0
+        self.error_held = 0
         er.learn_one(ws.errors, ws.requests)
 
     def _wshift_settings(self, m: str) -> WindowShiftSettings:

@@ -9,6 +9,17 @@ handled by the exact tail (3 errors in 5 requests is not significant against a
 5 % baseline) and by two effect-size guards — at least ``min_errors`` errors and a
 rate above both ``min_ratio``·p̂ and p̂ + ``min_abs_increase`` — so a very busy
 key does not alarm on a statistically significant but irrelevant change.
+
+Evidence over several windows: a low-volume key with a moderate error spike
+(6 % of 25 calls a minute = 1–2 errors per window) never makes one window
+significant. :meth:`ErrorRate.step` accumulates a Bernoulli CUSUM of the
+per-window log-likelihood ratio of ``p1 = max(min_ratio·p0, p0 + min_abs_increase)``,
+``p0`` an upper bound of the baseline (:meth:`ErrorRate.upper_rate`),
+against ``p0``, ``S ← max(0, S + e·log(p1/p0) + (n − e)·log((1 − p1)/(1 − p0)))``
+(Page 1954): its drift is negative under ``p0`` and positive at ≥ ``p1``, and
+``S > cusum_h`` has an in-control run length of roughly ``e^cusum_h`` windows.
+The bank also stops learning while ``S`` is above ``cusum_h/3``, so the baseline is
+not contaminated by the errors it is still accumulating evidence about.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ class ErrorRate(Detector):
         min_ratio: float = 2.0,
         min_abs_increase: float = 0.02,
         warmup_windows: int = 5,
+        cusum_h: float = 10.0,
     ) -> None:
         self.alpha = alpha
         self.prior_rate = prior_rate
@@ -54,12 +66,16 @@ class ErrorRate(Detector):
         self.min_ratio = min_ratio
         self.min_abs_increase = min_abs_increase
         self.warmup_windows = warmup_windows
+        self.cusum_h = cusum_h
         self._reset()
 
     def _reset(self) -> None:
         self.n = 0
         self.errors = 0.0
         self.requests = 0.0
+        self.cusum = 0.0  # Bernoulli CUSUM (log-likelihood ratio units)
+        self.run_errors = 0  # errors / requests since the CUSUM last left 0
+        self.run_requests = 0
 
     @property
     def threshold(self) -> float:
@@ -83,6 +99,43 @@ class ErrorRate(Detector):
         base = self.baseline_rate()
         rate = errors / requests
         return rate >= base * self.min_ratio and rate >= base + self.min_abs_increase
+
+    def upper_rate(self) -> float:
+        """A conservative (≈ upper 2σ) baseline rate: what the CUSUM takes as "normal".
+
+        A young key (few hundred requests, no errors yet) has a baseline far below its
+        true rate; against the upper bound ``(a + 1 + 2·sqrt(a + 1))/N`` of its
+        ``a`` pseudo-errors in ``N`` pseudo-requests its first ordinary errors are not
+        evidence of an incident.
+        """
+        a = self.prior_rate * self.prior_strength + self.errors
+        n = self.prior_strength + self.requests
+        return min((a + 1.0 + 2.0 * math.sqrt(a + 1.0)) / n, 0.5)
+
+    def alternative_rate(self) -> float:
+        """The error rate the CUSUM tests for: ``max(min_ratio·p0, p0 + min_abs_increase)``, p0 = upper rate."""
+        base = self.upper_rate()
+        return min(max(base * self.min_ratio, base + self.min_abs_increase), 0.999)
+
+    def step(self, errors: int, requests: int) -> float | None:
+        """Advance the CUSUM with one window (does not learn the baseline); ``None`` in warm-up."""
+        if self.n < self.warmup_windows or requests <= 0:
+            return None
+        p0 = self.upper_rate()
+        p1 = self.alternative_rate()
+        llr = errors * math.log(p1 / p0) + (requests - errors) * math.log((1.0 - p1) / (1.0 - p0))
+        if self.cusum <= 0.0:
+            self.run_errors = self.run_requests = 0
+        # capped at 2h: after a long incident the statistic returns to normal within tens of windows
+        self.cusum = min(max(0.0, self.cusum + llr), 2.0 * self.cusum_h)
+        if self.cusum > 0.0:
+            self.run_errors += errors
+            self.run_requests += requests
+        return self.cusum
+
+    def cusum_alarm(self) -> bool:
+        """The CUSUM is above ``cusum_h`` on at least ``min_errors`` errors."""
+        return self.cusum > self.cusum_h and self.run_errors >= self.min_errors
 
     def learn_one(self, errors: int, requests: int) -> None:
         self.n += 1

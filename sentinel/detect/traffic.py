@@ -19,6 +19,14 @@ A window with ``c`` requests where ``λ`` were expected is flagged when all of:
   so a bursty service is judged against its own burstiness;
 * the ratio ``c/λ`` is at least ``min_ratio_spike`` or at most ``max_ratio_drop``.
 
+Evidence over several windows (a ×3 spike of a night key at 20 requests a
+minute is z ≈ 3 per window, never 5): :meth:`TrafficRate.accumulate` runs a
+two-sided CUSUM of the window z (clipped at ±6, allowance ``cusum_k``) and a short
+EWMA of the log ratio (weight 0.3); the bank reports when a side exceeds
+``cusum_h`` and the smoothed ratio passes the same effect-size gate. Windows
+beyond ``±hold_z`` or while a side is above ``cusum_h/2`` are not learned, so the
+level and the overdispersion do not absorb the incident being accumulated.
+
 Empty windows produce no aggregate; :meth:`TrafficRate.score_gap` scores ``m``
 skipped windows with 0 requests (``P = e^{−mλ}``).
 """
@@ -75,6 +83,9 @@ class TrafficRate(Detector):
         max_ratio_drop: float = 0.5,
         min_expected: float = 3.0,
         warmup_windows: int = 10,
+        cusum_k: float = 1.0,
+        cusum_h: float = 8.0,
+        hold_z: float = 2.5,
     ) -> None:
         self.alpha_level = alpha_level
         self.profile_bins = profile_bins
@@ -86,6 +97,9 @@ class TrafficRate(Detector):
         self.max_ratio_drop = max_ratio_drop
         self.min_expected = min_expected
         self.warmup_windows = warmup_windows
+        self.cusum_k = cusum_k
+        self.cusum_h = cusum_h
+        self.hold_z = hold_z
         self._reset()
 
     def _reset(self) -> None:
@@ -94,6 +108,10 @@ class TrafficRate(Detector):
         self.disp = 0.01  # extra variance of the log rate
         self.profile: list[float | None] = [None] * self.profile_bins
         self.first_day: list[int] = [-1] * self.profile_bins
+        self.hi = 0.0  # CUSUM sides (z units)
+        self.lo = 0.0
+        self.fast = 0.0  # short EWMA of the log ratio observed/expected
+        self.held = 0  # windows in a row not learned
 
     @property
     def threshold(self) -> float:
@@ -148,6 +166,25 @@ class TrafficRate(Detector):
         """Verdict for ``windows`` skipped (empty) windows ending at ``t``."""
         return self.evaluate(t, 0, length, windows)
 
+    def accumulate(self, v: TrafficVerdict) -> int:
+        """Advance the CUSUM and the smoothed ratio with one window's verdict; +1/−1 when it alarms, else 0."""
+        z = 6.0 if v.z > 6.0 else (-6.0 if v.z < -6.0 else v.z)
+        self.hi = max(0.0, self.hi + z - self.cusum_k)
+        self.lo = max(0.0, self.lo - z - self.cusum_k)
+        self.fast = 0.7 * self.fast + 0.3 * math.log((v.observed + 0.5) / (v.expected + 0.5))
+        ratio = math.exp(self.fast)
+        if self.hi > self.cusum_h and ratio >= self.min_ratio_spike:
+            return 1
+        if self.lo > self.cusum_h and ratio <= self.max_ratio_drop:
+            return -1
+        return 0
+
+    def should_learn(self, v: TrafficVerdict | None) -> bool:
+        """Learn a window unless it is far out or a CUSUM side is building up."""
+        if v is None:
+            return True
+        return abs(v.z) <= self.hold_z and self.hi <= 0.5 * self.cusum_h and self.lo <= 0.5 * self.cusum_h
+
     def learn_one(self, t: float, count: int, length: float) -> None:
         x = math.log((count + 0.5) / length)
         self.n += 1
@@ -181,3 +218,5 @@ class TrafficRate(Detector):
     def rebaseline(self, t: float, count: int, length: float) -> None:
         """Accept the current rate as the new normal (after a sustained genuine change)."""
         self.level = math.log((count + 0.5) / length) - self._seasonal(t, length)
+        self.hi = self.lo = self.fast = 0.0
+        self.held = 0

@@ -11,7 +11,7 @@ from sentinel import control
 from sentinel.control import ControlChannel, ControlPoller, deep_merge, diff
 from sentinel.detect.settings import DetectionSettings
 from sentinel.models import TelemetryEvent
-from sentinel.operators import DetectRuntime, _DetectLogic
+from sentinel.operators import DetectRuntime, KeyChunk, _DetectLogic
 
 
 def test_deep_merge_and_diff() -> None:
@@ -77,13 +77,13 @@ def test_detect_logic_applies_new_versions_and_publishes_baselines(tmp_path: Pat
     base = DetectionSettings()
     poller = ControlPoller(tmp_path / "c.db", base, poll_s=0.0)
     logic = _DetectLogic(base, None, 3600.0, DetectRuntime(poller, baselines_interval_s=0.0), 0)
-    logic.on_batch([ev(i) for i in range(50)])
+    logic.on_batch([KeyChunk("svc|m", [ev(i) for i in range(50)])])
     assert logic.bank is not None and logic.bank.settings.zscore.threshold == 4.0
     assert control.baselines.get("svc", "m") is not None
     assert control.baselines.get("svc", "m")[1]["metrics"]["latency"]["n"] == 50  # type: ignore[index]
     n_before = logic.bank.tracks["latency"].z.n
     ControlChannel(tmp_path / "c.db").update(base, {"zscore": {"threshold": 2.5}}, "x")
-    logic.on_batch([ev(50)])
+    logic.on_batch([KeyChunk("svc|m", [ev(50)])])
     assert logic.version == 1
     assert logic.bank.settings.zscore.threshold == 2.5
     assert logic.bank.tracks["latency"].z.n == n_before + 1  # learned state kept

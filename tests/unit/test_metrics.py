@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY, generate_latest
 from sentinel import metrics
 from sentinel.detect.settings import DetectionSettings
 from sentinel.models import TelemetryEvent
-from sentinel.operators import _DetectLogic
+from sentinel.operators import KeyChunk, _DetectLogic
 
 
 def exposition() -> str:
@@ -64,7 +64,9 @@ def test_snapshot_duration_and_size_are_measured() -> None:
 
     n0, b0 = count("sentinel_snapshot_size_bytes_count"), count("sentinel_snapshot_size_bytes_sum")
     logic = _DetectLogic(DetectionSettings(), None, 3600.0)
-    logic.on_batch([TelemetryEvent(1_767_600_000.0 + i, "s", "m", 800.0, 100, 50) for i in range(20)])
+    logic.on_batch(
+        [KeyChunk("s|m", [TelemetryEvent(1_767_600_000.0 + i, "s", "m", 800.0, 100, 50) for i in range(20)])]
+    )
     state = logic.snapshot()
     assert count("sentinel_snapshot_size_bytes_count") == n0 + 1
     assert count("sentinel_snapshot_size_bytes_sum") - b0 == len(state)

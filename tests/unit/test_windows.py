@@ -64,9 +64,6 @@ def test_merge_equals_single_pass_and_pickles() -> None:
         whole.add(ev(x))
         (a if i % 2 else b).add(ev(x))
     merged = pickle.loads(pickle.dumps(a)).merge(b)
-    m, w = merged.stats("s", "m", 0, 60), whole.stats("s", "m", 0, 60)
-    for f in ("cost_usd", "output_tokens_per_s"):  # float sums differ only by summation order
-        assert abs(getattr(m, f) - getattr(w, f)) < 1e-9 * max(1.0, getattr(w, f))
-        setattr(m, f, getattr(w, f))
-    assert m == w
+    # exactly equal: sums are integers, so grouping and order cannot change a single bit
+    assert merged.stats("s", "m", 0, 60) == whole.stats("s", "m", 0, 60)
     assert len(pickle.dumps(whole)) < 8_000

@@ -14,6 +14,7 @@ from sentinel.detect import (
     EwmaChart,
     HSTOutlier,
     IQRFence,
+    LatencyGivenTokens,
     Percentile,
     RobustZScore,
     ThroughputDrop,
@@ -53,6 +54,12 @@ def _tps(rng: random.Random) -> Iterator[tuple[Any, ...]]:
         yield (math.exp(rng.gauss(4.0, 0.1)),)
 
 
+def _pairs(rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    while True:
+        x = rng.gauss(5.0, 0.8)
+        yield (x, 6.0 + 0.8 * x + rng.gauss(0.0, 0.2) + (3.0 if rng.random() < 0.01 else 0.0))
+
+
 def _vector(rng: random.Random) -> Iterator[tuple[Any, ...]]:
     while True:
         yield ({"a": rng.gauss(0, 1), "b": rng.gauss(0, 1), "c": rng.gauss(0, 1)},)
@@ -70,6 +77,7 @@ DETECTORS: dict[str, tuple[Callable[[], Any], Stream, int, int]] = {
     "TrafficRate": (lambda: TrafficRate(warmup_windows=10), _traffic, 10, 2500),
     "ThroughputDrop": (lambda: ThroughputDrop(warmup_windows=10), _tps, 10, 900),
     "TokenDrift": (lambda: TokenDrift(block_events=100), _tokens, 299, 1800),
+    "LatencyGivenTokens": (lambda: LatencyGivenTokens(warmup=50), _pairs, 50, 600),
     "HSTOutlier": (lambda: HSTOutlier(warmup=200), _vector, 200, 8000),
 }
 

@@ -20,19 +20,48 @@ def _event(rng: random.Random, t: float, mod: dict[str, float]) -> TelemetryEven
     lat = math.exp(rng.gauss(math.log(900.0 * mod.get("lat", 1.0)), 0.35))
     inp = int(math.exp(rng.gauss(math.log(600.0 * mod.get("inp", 1.0)), 0.5)))
     out = int(math.exp(rng.gauss(math.log(250.0 * mod.get("out", 1.0)), 0.4)))
-    gen = lat * 0.7 / mod.get("slow", 1.0)
+    gen = lat * 0.7 * mod.get("slow", 1.0)  # decode time: a slower decoder takes longer for the same tokens
+    lat = lat * 0.3 + gen
     price = mod.get("price", 1.0)
     err = rng.random() < mod.get("err", 0.01)
     return TelemetryEvent(
         timestamp=t,
         service="svc",
         model="m",
-        latency_ms=lat * (1 if "slow" not in mod else 1.0),
+        latency_ms=lat,
         input_tokens=inp,
         output_tokens=0 if err else out,
         cost_usd=price * (inp * 2.5e-6 + out * 1e-5),
         is_error=err,
         ttft_ms=lat - gen,
+    )
+
+
+def _llm_event(rng: random.Random, t: float, mod: dict[str, float]) -> TelemetryEvent:
+    """A call whose latency follows its answer length: ttft + output tokens / decode speed.
+
+    ``mod["mv"]`` is the fraction of calls replaced by an incongruent pair (the generator's
+    ``slow_tiny_answers``): a tiny answer (~p5 of output tokens) with a long latency (~p90) —
+    each value usual on its own.
+    """
+    ttft = math.exp(rng.gauss(math.log(400.0), 0.3))
+    tps = math.exp(rng.gauss(math.log(60.0), 0.15))
+    out = max(1, int(math.exp(rng.gauss(math.log(250.0), 0.7))))
+    lat = ttft + out / tps * 1000.0
+    if rng.random() < mod.get("mv", 0.0):
+        out = max(1, int(250.0 * math.exp(-1.65 * 0.7 + rng.gauss(0.0, 0.1))))
+        lat = math.exp(math.log(4_600.0) + 1.3 * 0.6 + rng.gauss(0.0, 0.1))
+        ttft = lat * 0.4
+    inp = int(math.exp(rng.gauss(math.log(600.0), 0.5)))
+    return TelemetryEvent(
+        timestamp=t,
+        service="svc",
+        model="m",
+        latency_ms=lat,
+        input_tokens=inp,
+        output_tokens=out,
+        cost_usd=inp * 2.5e-6 + out * 1e-5,
+        ttft_ms=ttft,
     )
 
 
@@ -42,6 +71,7 @@ def run(
     incident: Callable[[float], dict[str, float]] | None = None,
     seed: int = 0,
     settings: DetectionSettings | None = None,
+    make_event: Callable[[random.Random, float, dict[str, float]], TelemetryEvent] = _event,
 ) -> list[AnomalyEvent]:
     """Simulate one key: Poisson arrivals, per-minute windows folded here; return all anomalies."""
     rng = random.Random(seed)
@@ -52,7 +82,7 @@ def run(
         mod = incident(start) if incident else {}
         n = _poisson(rng, rate * 60.0 * mod.get("traffic", 1.0))
         times = sorted(start + rng.random() * 60.0 for _ in range(n))
-        evs = [_event(rng, t, mod) for t in times]
+        evs = [make_event(rng, t, mod) for t in times]
         for ev in evs:
             out += bank.on_event(ev)
         if evs:
@@ -122,14 +152,17 @@ CASES = [
     (AnomalyType.COST_SPIKE, {"price": 3.0}, 20),
     (AnomalyType.INPUT_DRIFT, {"inp": 4.0}, 20),
     (AnomalyType.OUTPUT_DRIFT, {"out": 0.25}, 20),
-    (AnomalyType.MULTIVARIATE_OUTLIER, {"lat": 6.0, "out": 0.15}, 20),
+    (AnomalyType.MULTIVARIATE_OUTLIER, {"mv": 0.25}, 20),
 ]
 
 
 @pytest.mark.parametrize(("kind", "mod", "minutes"), CASES, ids=[c[0].value for c in CASES])
 def test_every_type_is_detected_promptly(kind: AnomalyType, mod: dict[str, float], minutes: int) -> None:
     start = 120
-    anomalies = run(start + minutes + 20, rate=2.0, incident=_between(start, start + minutes, mod), seed=11)
+    make = _llm_event if "mv" in mod else _event  # multivariate: latency must depend on answer length
+    anomalies = run(
+        start + minutes + 20, rate=2.0, incident=_between(start, start + minutes, mod), seed=11, make_event=make
+    )
     hits = [a for a in anomalies if a.anomaly_type is kind]
     assert hits, sorted({a.anomaly_type.value for a in anomalies})
     first = min(a.timestamp for a in hits)
@@ -151,9 +184,31 @@ def test_traffic_drop_to_zero_is_inferred_from_a_gap() -> None:
 
 
 def test_cooldown_keeps_output_sane() -> None:
+    # the event path and the window path keep separate cooldowns (each path's output is a function
+    # of its own input only): per path at most one spike per 5-min cooldown, plus the three
+    # severity escalations (low → medium → high → critical)
     anomalies = run(180, rate=5.0, incident=_between(60, 160, {"lat": 12.0}), seed=4)
     spikes = [a for a in anomalies if a.anomaly_type is AnomalyType.LATENCY_SPIKE]
-    assert 1 <= len(spikes) <= 100 * 60 / 300 + 3
+    per_event = [a for a in spikes if a.window_start is None]
+    per_window = [a for a in spikes if a.window_start is not None]
+    assert per_event and per_window
+    for path in (per_event, per_window):
+        assert len(path) <= 100 * 60 / 300 + 3
+
+
+def test_multivariate_outlier_is_quiet_on_congruent_calls() -> None:
+    anomalies = run(240, rate=2.0, seed=21, make_event=_llm_event)
+    assert not [a for a in anomalies if a.anomaly_type is AnomalyType.MULTIVARIATE_OUTLIER]
+
+
+def test_hst_remains_available_for_multivariate_outliers() -> None:
+    s = DetectionSettings.model_validate({"hst": {"enabled": True, "warmup": 500}, "joint": {"enabled": False}})
+    bank = DetectorBank(s, "svc", "m")
+    assert bank.hst is not None and bank.joint is None
+    rng = random.Random(2)
+    for i in range(1_000):
+        bank.on_event(_llm_event(rng, T0 + i, {}))
+    assert bank.hst.n > 0
 
 
 def test_pickled_bank_is_small_after_10k_events() -> None:
@@ -203,7 +258,7 @@ def test_settings_reject_unknown_keys() -> None:
         DetectionSettings.model_validate({"spike": {"k": 5, "n": 3}})
 
 
-@pytest.mark.parametrize("method", ["iqr", "mad", "percentile"])
+@pytest.mark.parametrize("method", ["iqr", "mad", "percentile", "likelihood"])
 def test_alternative_spike_methods_detect_spikes(method: str) -> None:
     s = DetectionSettings.model_validate({"spike": {"method": method}})
     anomalies = run(150, rate=2.0, incident=_between(120, 123, {"lat": 12.0}), seed=12, settings=s)
