@@ -87,13 +87,28 @@ def any_value(v: Any) -> Any:
 
 
 def flatten_attributes(kvs: Any) -> dict[str, Any]:
-    """``[{"key": k, "value": AnyValue}, …]`` → ``{k: value}``; raises ``ValueError`` naming the key."""
+    """``[{"key": k, "value": AnyValue}, …]`` → ``{k: value}``; raises ``ValueError`` naming the key.
+
+    The common shapes (one ``stringValue``/``intValue``/``doubleValue``/``boolValue``
+    per value) are handled inline: this runs for every attribute of every span.
+    """
     out: dict[str, Any] = {}
     for kv in kvs:
         try:
             key = kv["key"]
             v = kv.get("value")
-            out[key] = any_value(v) if v else None
+            if type(v) is dict and len(v) == 1:
+                for tag, x in v.items():
+                    if tag == "stringValue":
+                        out[key] = x
+                    elif tag == "intValue":
+                        out[key] = x if type(x) is int else _int(x)
+                    elif tag == "doubleValue":
+                        out[key] = x if type(x) is float else float(x)
+                    else:
+                        out[key] = any_value(v)
+            else:
+                out[key] = any_value(v) if v else None
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             where = kv.get("key") if isinstance(kv, dict) else None
             raise ValueError(f"attribute {where!r}: invalid value ({type(e).__name__}: {e})") from None
