@@ -70,7 +70,9 @@ class KafkaSettings(_Section):
     topics: StrList = Field(default_factory=lambda: ["llm.telemetry"])
     dlq_topic: str | None = Field(default=None, description="Default: '<first input topic>.dlq'")
     anomalies_topic: str | None = Field(default=None, description="Mirror anomalies here (e.g. llm.anomalies)")
-    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    batch_size: int = Field(
+        default=200, ge=1, le=1_000_000, description="Max Kafka messages per poll (~100–200 spans each): bounds memory in flight"
+    )
     starting_offset: Literal["beginning", "end"] = "beginning"
     tail: bool = True
     config: dict[str, str] = Field(default_factory=dict, description="Extra librdkafka settings (SASL/TLS…)")

@@ -2,7 +2,9 @@
 
 A :class:`WindowAccumulator` folds the events of one key and one tumbling window
 into the aggregates of :class:`~sentinel.models.WindowStats`. Latency percentiles
-come from a DDSketch (Datadog's ``ddsketch``): every reported quantile is within
+are exact for windows of up to ``EXACT_LATENCIES`` requests (the raw values are
+kept: most sparse keys and per-batch partials are that small), and beyond that come
+from a DDSketch (Datadog's ``ddsketch``): every reported quantile is within
 ``LATENCY_RELATIVE_ACCURACY`` (1 %) *relative* error of the exact value over the
 same events, memory is bounded by the dynamic range of latencies (a few KB), and
 two sketches merge exactly — which Bytewax needs when windows merge.
@@ -25,6 +27,9 @@ from sentinel.models import TelemetryEvent, WindowStats
 __all__ = ["LATENCY_RELATIVE_ACCURACY", "WindowAccumulator"]
 
 LATENCY_RELATIVE_ACCURACY = 0.01
+# below this many latencies a window keeps the raw values (exact percentiles, a few hundred
+# bytes); above, a DDSketch. Most per-batch partials and sparse keys' windows stay small.
+EXACT_LATENCIES = 64
 # latencies below this (ms) are clamped: DDSketch needs positive values, and
 # sub-microsecond latencies only occur in broken or synthetic spans
 _MIN_LATENCY_MS = 1e-3
@@ -39,7 +44,17 @@ class WindowAccumulator:
     same window always gives the same numbers.
     """
 
-    __slots__ = ("cost_pusd", "errors", "gen_tokens", "gen_us", "input_tokens", "latency", "output_tokens", "requests")
+    __slots__ = (
+        "cost_pusd",
+        "errors",
+        "exact",
+        "gen_tokens",
+        "gen_us",
+        "input_tokens",
+        "latency",
+        "output_tokens",
+        "requests",
+    )
 
     def __init__(self) -> None:
         self.requests = 0
@@ -51,7 +66,8 @@ class WindowAccumulator:
         # per-request ratios, so that one tiny request cannot dominate the window
         self.gen_tokens = 0
         self.gen_us = 0
-        self.latency = DDSketch(relative_accuracy=LATENCY_RELATIVE_ACCURACY)
+        self.latency: DDSketch | None = None
+        self.exact: list[float] = []
 
     def add(self, ev: TelemetryEvent) -> WindowAccumulator:
         self.requests += 1
@@ -60,7 +76,7 @@ class WindowAccumulator:
         self.input_tokens += ev.input_tokens
         self.output_tokens += ev.output_tokens
         self.cost_pusd += round(ev.cost_usd * 1e12)
-        self.latency.add(ev.latency_ms if ev.latency_ms > _MIN_LATENCY_MS else _MIN_LATENCY_MS)
+        self._add_latency(ev.latency_ms if ev.latency_ms > _MIN_LATENCY_MS else _MIN_LATENCY_MS)
         if not ev.is_error and ev.output_tokens > 0:
             gen = ev.latency_ms - (ev.ttft_ms or 0.0)
             if gen <= 0:
@@ -70,6 +86,19 @@ class WindowAccumulator:
                 self.gen_us += round(gen * 1000.0)
         return self
 
+    def _add_latency(self, x: float) -> None:
+        sketch = self.latency
+        if sketch is not None:
+            sketch.add(x)
+            return
+        exact = self.exact
+        exact.append(x)
+        if len(exact) > EXACT_LATENCIES:
+            sketch = self.latency = DDSketch(relative_accuracy=LATENCY_RELATIVE_ACCURACY)
+            for v in exact:
+                sketch.add(v)
+            self.exact = []
+
     def merge(self, other: WindowAccumulator) -> WindowAccumulator:
         self.requests += other.requests
         self.errors += other.errors
@@ -78,10 +107,23 @@ class WindowAccumulator:
         self.cost_pusd += other.cost_pusd
         self.gen_tokens += other.gen_tokens
         self.gen_us += other.gen_us
-        self.latency.merge(other.latency)
+        if other.latency is not None:
+            if self.latency is None:
+                self.latency = DDSketch(relative_accuracy=LATENCY_RELATIVE_ACCURACY)
+                for v in self.exact:
+                    self.latency.add(v)
+                self.exact = []
+            self.latency.merge(other.latency)
+        for v in other.exact:
+            self._add_latency(v)
         return self
 
     def _q(self, q: float) -> float:
+        if self.latency is None:
+            if not self.exact:
+                return 0.0
+            ordered = sorted(self.exact)
+            return ordered[int(q * (len(ordered) - 1))]  # the "lower" order statistic, as DDSketch ranks
         v = self.latency.get_quantile_value(q)
         return float(v) if v is not None else 0.0
 
