@@ -226,3 +226,30 @@ def test_produce_cli_round_trips_generated_file(kafka_topic: Any, tmp_path: Path
     labels = orjson.loads(Path(f"{data}.labels.json").read_bytes())
     assert via_kafka["counters"]["events_valid"] == via_file["counters"]["events_valid"] == labels["events"]
     assert via_kafka["counters"]["messages"] == lines
+
+
+def test_anomalies_are_mirrored_to_a_kafka_topic(kafka_topic: Any, tmp_path: Path) -> None:
+    topic, mirror = kafka_topic(partitions=2), kafka_topic(partitions=1, prefix="anomalies")
+    by_service, _ = workload()
+    payloads: list[tuple[bytes | None, bytes]] = []
+    for service, events in by_service.items():
+        payloads += [(service.encode(), p) for p in collector_payloads(sdk_spans(events, service), "otlp_proto")]
+    produce(topic, payloads)
+
+    from bytewax.testing import run_main
+
+    from dataflows.sentinel import build_flow
+    from sentinel.config import load_settings
+
+    settings = load_settings(
+        output={"dir": tmp_path, "console": False},
+        source={"type": "kafka"},
+        kafka={"brokers": BROKERS, "topics": [topic], "tail": False, "anomalies_topic": mirror},
+    )
+    run_main(build_flow(settings))
+    written = [orjson.loads(x) for x in (tmp_path / "anomalies.jsonl").read_bytes().splitlines()]
+    assert written, "the workload's incident must produce anomalies"
+    got = consume_all(mirror, expect=len(written))
+    assert sorted(orjson.loads(m.value())["id"] for m in got) == sorted(a["id"] for a in written)
+    assert all(m.key().decode() == f"{orjson.loads(m.value())['service']}|{orjson.loads(m.value())['model']}"
+               for m in got)
