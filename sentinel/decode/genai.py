@@ -123,6 +123,21 @@ class DecodeResult:
     skipped: int = 0
     unpriced: int = 0
 
+    def add(self, mapped: tuple[TelemetryEvent, bool] | None, source: str | None) -> None:
+        """Record what :meth:`SpanMapper.map` made of one span."""
+        if mapped is None:
+            self.skipped += 1
+            return
+        ev, priced = mapped
+        ev.source = source
+        self.events.append(ev)
+        if not priced:
+            self.unpriced += 1
+
+    def span_failed(self, where: str, error: SpanError, payload: bytes, source: str | None) -> None:
+        """One span could not be used: a dead letter holding just that span, the rest goes on."""
+        self.dead.append(DeadLetter(stage="decode", error=f"{where}: {error}", payload=payload, source=source))
+
 
 def _first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
     for k in keys:

@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 
 from sentinel.decode.genai import DecodeResult, MessageError, SpanError, SpanMapper, is_llm_span
-from sentinel.models import DeadLetter
 
 __all__ = ["any_value", "decode_otlp_json", "flatten_attributes", "hex_id", "is_otlp_json"]
 
@@ -174,7 +173,6 @@ def decode_otlp_json(obj: Any, mapper: SpanMapper, source: str | None = None) ->
     if not isinstance(obj, dict):
         raise MessageError(f"otlp_json: expected an object, got {type(obj).__name__}")
     out = DecodeResult()
-    events, dead = out.events, out.dead
     for ri, rs in enumerate(_list(_get(obj, "resourceSpans", "resource_spans"), "resourceSpans")):
         if not isinstance(rs, dict):
             raise MessageError(f"otlp_json: resourceSpans[{ri}] must be an object, got {type(rs).__name__}")
@@ -223,21 +221,8 @@ def decode_otlp_json(obj: Any, mapper: SpanMapper, source: str | None = None) ->
                         span_id=span_id,
                         checked=True,
                     )
-                    if mapped is None:  # pragma: no cover - checked above
-                        out.skipped += 1
-                        continue
-                    ev, priced = mapped
-                    ev.source = source
-                    events.append(ev)
-                    if not priced:
-                        out.unpriced += 1
+                    out.add(mapped, source)
                 except SpanError as e:
-                    dead.append(
-                        DeadLetter(
-                            stage="decode",
-                            error=f"otlp_json: resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]: {e}",
-                            payload=_fragment(res, ss.get("scope"), sp),
-                            source=source,
-                        )
-                    )
+                    where = f"otlp_json: resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]"
+                    out.span_failed(where, e, _fragment(res, ss.get("scope"), sp), source)
     return out

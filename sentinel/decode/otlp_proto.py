@@ -16,7 +16,6 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sentinel.decode.genai import DecodeResult, MessageError, SpanError, SpanMapper, is_llm_span
-from sentinel.models import DeadLetter
 
 __all__ = ["any_value", "decode_otlp_proto", "flatten_attributes", "parse_request"]
 
@@ -78,7 +77,6 @@ def decode_otlp_proto(payload: bytes, mapper: SpanMapper, source: str | None = N
     """Decode protobuf bytes; raises :class:`MessageError` when they are not an OTLP request."""
     req = parse_request(payload)
     out = DecodeResult()
-    events, dead = out.events, out.dead
     for ri, rs in enumerate(req.resource_spans):
         rattrs = flatten_attributes(rs.resource.attributes)
         for si, ss in enumerate(rs.scope_spans):
@@ -100,21 +98,8 @@ def decode_otlp_proto(payload: bytes, mapper: SpanMapper, source: str | None = N
                         span_id=sp.span_id.hex() if sp.span_id else None,
                         checked=True,
                     )
-                    if mapped is None:  # pragma: no cover - checked above
-                        out.skipped += 1
-                        continue
-                    ev, priced = mapped
-                    ev.source = source
-                    events.append(ev)
-                    if not priced:
-                        out.unpriced += 1
+                    out.add(mapped, source)
                 except SpanError as e:
-                    dead.append(
-                        DeadLetter(
-                            stage="decode",
-                            error=f"otlp_proto: resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]: {e}",
-                            payload=_fragment(rs, ss, sp),
-                            source=source,
-                        )
-                    )
+                    where = f"otlp_proto: resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]"
+                    out.span_failed(where, e, _fragment(rs, ss, sp), source)
     return out

@@ -44,11 +44,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from bytewax.outputs import StatelessSinkPartition
 
 from sentinel import metrics
+from sentinel.alerting.routing import accepts
+from sentinel.models import AlertEvent, Severity
 
 __all__ = [
     "Backoff",
@@ -57,6 +59,7 @@ __all__ = [
     "Outcome",
     "Result",
     "Transport",
+    "alert_partition",
 ]
 
 log = logging.getLogger(__name__)
@@ -385,3 +388,37 @@ class BufferedPartition(StatelessSinkPartition[T]):
             fn()
         except Exception as e:
             log.warning("%s: transport %s failed: %r", self._channel, what, e)
+
+
+class AlertChannelSettings(Protocol):
+    """The settings every alert channel shares (``RabbitSettings``, ``WebhookSettings``)."""
+
+    max_buffer: int
+    close_timeout_s: float
+    min_severity: Severity
+    services: list[str]
+
+
+def alert_partition(
+    transport: Transport[AlertEvent],
+    channel: str,
+    settings: AlertChannelSettings,
+    backoff: Backoff | None,
+    name: str,
+) -> BufferedPartition[AlertEvent]:
+    """A buffered partition delivering the alerts that ``settings`` routes to this channel."""
+    min_severity, services = settings.min_severity, list(settings.services)
+    return BufferedPartition(
+        transport,
+        channel=channel,
+        max_buffer=settings.max_buffer,
+        close_timeout_s=settings.close_timeout_s,
+        backoff=backoff,
+        accept=lambda a: accepts(a, min_severity, services),
+        describe=_alert_id,
+        name=name,
+    )
+
+
+def _alert_id(a: AlertEvent) -> str:
+    return a.alert_id

@@ -42,10 +42,9 @@ import pika
 import pika.exceptions as pex
 from bytewax.outputs import DynamicSink
 
-from sentinel.alerting.routing import accepts
 from sentinel.config import RabbitSettings
 from sentinel.models import AlertEvent
-from sentinel.sinks._buffered import PUBLISHED, Backoff, BufferedPartition, Outcome, Result, Transport
+from sentinel.sinks._buffered import PUBLISHED, Backoff, BufferedPartition, Outcome, Result, Transport, alert_partition
 from sentinel.sinks.jsonl import dumps
 
 __all__ = ["RabbitAlertSink", "RabbitTransport", "connection_parameters", "message_properties"]
@@ -230,18 +229,5 @@ class RabbitAlertSink(DynamicSink[AlertEvent]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> BufferedPartition[AlertEvent]:
         s = self._settings
-        min_severity, services = s.min_severity, list(s.services)
-        return BufferedPartition(
-            RabbitTransport(s, connection_name=f"llm-sentinel {step_id} worker {worker_index}"),
-            channel=CHANNEL,
-            max_buffer=s.max_buffer,
-            close_timeout_s=s.close_timeout_s,
-            backoff=self._backoff,
-            accept=lambda a: accepts(a, min_severity, services),
-            describe=_alert_id,
-            name=f"sentinel-rabbitmq-{worker_index}",
-        )
-
-
-def _alert_id(a: AlertEvent) -> str:
-    return a.alert_id
+        transport = RabbitTransport(s, connection_name=f"llm-sentinel {step_id} worker {worker_index}")
+        return alert_partition(transport, CHANNEL, s, self._backoff, f"sentinel-rabbitmq-{worker_index}")

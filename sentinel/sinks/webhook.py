@@ -60,10 +60,9 @@ from urllib.error import HTTPError, URLError
 from bytewax.outputs import DynamicSink
 
 from sentinel import __version__
-from sentinel.alerting.routing import accepts
 from sentinel.config import WebhookSettings
 from sentinel.models import AlertEvent
-from sentinel.sinks._buffered import PUBLISHED, Backoff, BufferedPartition, Outcome, Result, Transport
+from sentinel.sinks._buffered import PUBLISHED, Backoff, BufferedPartition, Outcome, Result, Transport, alert_partition
 from sentinel.sinks.jsonl import dumps
 
 __all__ = [
@@ -181,18 +180,4 @@ class WebhookAlertSink(DynamicSink[AlertEvent]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> BufferedPartition[AlertEvent]:
         s = self._settings
-        min_severity, services = s.min_severity, list(s.services)
-        return BufferedPartition(
-            WebhookTransport(s),
-            channel=CHANNEL,
-            max_buffer=s.max_buffer,
-            close_timeout_s=s.close_timeout_s,
-            backoff=self._backoff,
-            accept=lambda a: accepts(a, min_severity, services),
-            describe=_alert_id,
-            name=f"sentinel-webhook-{worker_index}",
-        )
-
-
-def _alert_id(a: AlertEvent) -> str:
-    return a.alert_id
+        return alert_partition(WebhookTransport(s), CHANNEL, s, self._backoff, f"sentinel-webhook-{worker_index}")
