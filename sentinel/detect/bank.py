@@ -21,7 +21,11 @@ tokens, output tokens, cost (successful calls only):
 Per window (``on_window``): error rate (binomial tail vs beta baseline, plus a
 Bernoulli CUSUM accumulating evidence over windows), traffic spike/drop (Poisson
 + overdispersion vs a time-of-day-aware rate, plus a CUSUM of the window z over
-several windows) and throughput per window. Empty windows have no aggregate: a window arriving after
+several windows) and throughput per window; and the anomaly likelihood
+(:class:`~sentinel.detect.likelihood.LikelihoodDetector`, NAB defaults — NAB's series
+are aggregated metrics like these) of log window latency p50 → ``latency_spike``
+(upward alarms with p50 ≥ ``window_likelihood.min_ratio`` × its baseline) and,
+optionally, of the window request count → traffic spike/drop. Empty windows have no aggregate: a window arriving after
 a gap means the skipped windows had 0 requests and the gap is scored as such.
 A key that goes completely silent therefore reports its drop only when traffic
 resumes (or never, if it is expired first after ``idle_expiry_s``).
@@ -271,6 +275,7 @@ class DetectorBank:
         self.traffic_run = 0  # signed: +n spikes / −n drops in a row
         self.traffic_recent: list[int] = []  # counts of the last contiguous windows (multi-window test)
         self.wtracks: dict[str, _WTrack] = {m: _WTrack() for m in _WINDOW_SHIFTS}
+        self.wlik: dict[str, LikelihoodDetector] = {}  # anomaly likelihood of window series
         self.last_window_end: float | None = None
         # cooldown/duration state, one dict per path: the event path and the window path
         # share nothing, so each path's output is a function of its own input sequence only
@@ -368,6 +373,17 @@ class DetectorBank:
         )
         for m, wt in self.wtracks.items():
             wt.configure(self._wshift_settings(m))
+        wl = s.window_likelihood
+        for m in ("latency", "requests"):
+            if not (wl.enabled and getattr(wl, m)):
+                self.wlik.pop(m, None)
+                continue
+            det = self.wlik.get(m)
+            params = wl.detector.model_dump()
+            if det is None or det.short_window != params["short_window"]:
+                self.wlik[m] = LikelihoodDetector(**params)
+            else:
+                _set(det, **params)
         if self.hst is not None:
             self.hst.features = _HST_FEATURES
 
@@ -715,12 +731,68 @@ class DetectorBank:
         in_order = self.last_window_end is None or ws.start >= self.last_window_end - 1e-6
         if s.traffic.enabled and in_order:
             self._traffic_step(ws, length, out)
+        if "requests" in self.wlik and in_order:
+            self._likelihood_requests(ws, length, out)
         if in_order:
             self.last_window_end = ws.end
         if s.error_rate.enabled:
             self._error_step(ws, out)
         self._shifts_step(ws, out)
+        if "latency" in self.wlik and ws.requests >= s.window_likelihood.min_requests and ws.latency_p50_ms > 0:
+            self._likelihood_window(
+                "latency", math.log(ws.latency_p50_ms), ws.end, (ws.start, ws.end), ws.requests, out
+            )
         return out
+
+    def _likelihood_requests(self, ws: WindowStats, length: float, out: list[AnomalyEvent]) -> None:
+        """Window request counts (skipped windows after a gap count as 0) → traffic spike/drop."""
+        if self.last_window_end is not None:
+            gap = round((ws.start - self.last_window_end) / length)
+            for i in range(min(max(gap, 0), 60)):
+                t = self.last_window_end + (i + 1) * length
+                self._likelihood_window("requests", 0.0, t, (t - length, t), 0, out)
+        self._likelihood_window("requests", float(ws.requests), ws.end, (ws.start, ws.end), ws.requests, out)
+
+    def _likelihood_window(
+        self, m: str, y: float, t: float, win: tuple[float, float], requests: int, out: list[AnomalyEvent]
+    ) -> None:
+        """One window value through its :class:`LikelihoodDetector` (score before learn; always learns)."""
+        det = self.wlik[m]
+        score = det.score_one(y)
+        quiet = det.suppressed
+        base = det.mean
+        det.learn_one(y)
+        if score is None or quiet or score < det.threshold or y == base:
+            return
+        up = y > base
+        if m == "latency":
+            if not up or y - base < math.log(self.settings.window_likelihood.min_ratio):
+                return  # a spike is upward and large (the effect-size gate of the latency mapping)
+            kind, unit = T.LATENCY_SPIKE, "latency_p50_ms"
+            observed, expected = math.exp(y), math.exp(base)
+        else:
+            kind, unit = (T.TRAFFIC_SPIKE if up else T.TRAFFIC_DROP), "requests"
+            observed, expected = y, base
+        a_ev = self._emit(
+            kind,
+            t,
+            DetectionMethod.LIKELIHOOD,
+            unit,
+            observed,
+            expected,
+            det.threshold,
+            score,
+            {
+                "likelihood": round(score, 4),
+                "ratio": round(observed / expected, 4) if expected > 0 else None,
+                "requests": requests,
+                "series": "log_latency_p50" if m == "latency" else "requests_per_window",
+                "cooldown_windows": det.cooldown,
+            },
+            win,
+        )
+        if a_ev is not None:
+            out.append(a_ev)
 
     def _traffic_step(self, ws: WindowStats, length: float, out: list[AnomalyEvent]) -> None:
         ts = self.settings.traffic
