@@ -79,6 +79,22 @@ TTFT_SECONDS_KEYS = ("gen_ai.response.time_to_first_chunk", "gen_ai.response.tim
 FINISH_KEYS = ("gen_ai.response.finish_reasons", "gen_ai.response.finish_reason", "llm.response.finish_reason")
 OPENINFERENCE_KIND = "openinference.span.kind"
 
+# Every span attribute the mapping reads: decoders convert only these (and the kept ones),
+# so large unrelated attributes (prompts, HTTP details) cost nothing.
+MAPPED_KEYS = frozenset(
+    RESPONSE_MODEL_KEYS
+    + REQUEST_MODEL_KEYS
+    + PROVIDER_KEYS
+    + OPERATION_KEYS
+    + INPUT_TOKEN_KEYS
+    + OUTPUT_TOKEN_KEYS
+    + TOTAL_TOKEN_KEYS
+    + COST_KEYS
+    + TTFT_SECONDS_KEYS
+    + FINISH_KEYS
+    + (OPENINFERENCE_KIND, "traceloop.span.kind", "error.type")
+)
+
 # Wrapper spans that contain LLM calls rather than being one.
 NON_CALL_OPERATIONS = frozenset(
     {"invoke_agent", "create_agent", "execute_tool", "invoke_workflow", "workflow", "agent", "tool", "task"}
@@ -236,7 +252,7 @@ class SpanMapper:
     :class:`SpanError` for an LLM span with unusable attribute values.
     """
 
-    __slots__ = ("_keep", "_masker", "_pricing")
+    __slots__ = ("_keep", "_masker", "_pricing", "wanted")
 
     def __init__(self, pricing: Pricing, masker: Masker, keep_attributes: Iterable[str] = ()) -> None:
         self._pricing = pricing
@@ -246,6 +262,8 @@ class SpanMapper:
             if k not in keep:
                 keep.append(k)
         self._keep: tuple[str, ...] = tuple(keep)
+        #: the span attributes :meth:`map` can read; decoders may skip all others
+        self.wanted: frozenset[str] = MAPPED_KEYS | frozenset(keep)
 
     def map(
         self,

@@ -85,8 +85,10 @@ def any_value(v: Any) -> Any:
     return None
 
 
-def flatten_attributes(kvs: Any) -> dict[str, Any]:
+def flatten_attributes(kvs: Any, wanted: frozenset[str] | None = None) -> dict[str, Any]:
     """``[{"key": k, "value": AnyValue}, …]`` → ``{k: value}``; raises ``ValueError`` naming the key.
+
+    With ``wanted``, other keys are skipped without converting (or validating) their values.
 
     The common shapes (one ``stringValue``/``intValue``/``doubleValue``/``boolValue``
     per value) are handled inline: this runs for every attribute of every span.
@@ -95,6 +97,8 @@ def flatten_attributes(kvs: Any) -> dict[str, Any]:
     for kv in kvs:
         try:
             key = kv["key"]
+            if wanted is not None and key not in wanted:
+                continue
             v = kv.get("value")
             if type(v) is dict and len(v) == 1:
                 for tag, x in v.items():
@@ -194,7 +198,7 @@ def decode_otlp_json(obj: Any, mapper: SpanMapper, source: str | None = None) ->
                     if not isinstance(sp, dict):
                         raise SpanError(f"span must be an object, got {type(sp).__name__}")
                     try:
-                        attrs = flatten_attributes(sp.get("attributes") or ())
+                        attrs = flatten_attributes(sp.get("attributes") or (), mapper.wanted)
                     except (ValueError, TypeError) as e:
                         raise SpanError(str(e)) from None
                     if not is_llm_span(attrs):

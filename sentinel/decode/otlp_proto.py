@@ -40,9 +40,20 @@ def any_value(v: Any) -> Any:
     return None
 
 
-def flatten_attributes(kvs: Any) -> dict[str, Any]:
-    """Repeated ``KeyValue`` → ``{key: value}``."""
-    return {kv.key: any_value(kv.value) for kv in kvs}
+_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+
+def flatten_attributes(kvs: Any, wanted: frozenset[str] | None = None) -> dict[str, Any]:
+    """Repeated ``KeyValue`` → ``{key: value}``, only for ``wanted`` keys when given."""
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        key = kv.key
+        if wanted is not None and key not in wanted:
+            continue
+        v = kv.value
+        kind = v.WhichOneof("value")
+        out[key] = getattr(v, kind) if kind in _SCALARS else any_value(v)
+    return out
 
 
 def parse_request(payload: bytes) -> Any:
@@ -84,7 +95,7 @@ def decode_otlp_proto(payload: bytes, mapper: SpanMapper, source: str | None = N
             out.spans += len(spans)
             for pi, sp in enumerate(spans):
                 try:
-                    attrs = flatten_attributes(sp.attributes)
+                    attrs = flatten_attributes(sp.attributes, mapper.wanted)
                     if not is_llm_span(attrs):
                         out.skipped += 1
                         continue
