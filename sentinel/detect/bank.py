@@ -86,14 +86,8 @@ _UNITS = {
 }
 _HST_FEATURES = ("latency", "output_tokens", "output_tokens_per_s")  # sorted: HST feature order
 
-# window aggregate -> (type for an upward shift, type for a downward shift)
-_WINDOW_SHIFTS: dict[str, tuple[AnomalyType | None, AnomalyType | None]] = {
-    "latency": (T.LATENCY_DEGRADATION, None),
-    "output_tokens_per_s": (None, T.THROUGHPUT_DEGRADATION),
-    "input_tokens": (T.TOKEN_USAGE_SPIKE, T.TOKEN_USAGE_DROP),
-    "output_tokens": (T.TOKEN_USAGE_SPIKE, T.TOKEN_USAGE_DROP),
-    "cost": (T.COST_SPIKE, None),
-}
+# window aggregate -> (type for an upward shift, type for a downward shift): the same as per event
+_WINDOW_SHIFTS = _SHIFT_TYPES
 _WINDOW_UNITS = {
     "latency": "latency_p50_ms",
     "output_tokens_per_s": "output_tokens_per_s",
