@@ -12,8 +12,10 @@ Time is event time, so a backtest deduplicates exactly like the live run, and
 a replay after crash recovery republishes the very same ids (idempotent sinks).
 
 State per key is at most one open incident per anomaly type (12), so it is
-bounded by construction; incidents older than ``window_s`` are dropped when the
-key is next touched.
+bounded by construction: an incident that has ended is replaced when the next
+anomaly of its type arrives (expiring other types eagerly would make the result
+depend on how event- and window-anomalies interleave), and the whole state goes
+when the key itself expires.
 
 >>> from sentinel.models import AnomalyEvent, AnomalyType, DetectionMethod, Severity
 >>> d = AlertDeduper(window_s=300)
