@@ -150,15 +150,15 @@ class Masker:
 
     def mask_text(self, s: str) -> str:
         """``s`` with e-mails, cards, SSNs, phone numbers and secrets replaced."""
-        if not self.enabled or not _QUICK.search(s):
+        if not self.enabled:
             return s
         if len(s) > _CACHE_MAX_LEN:
-            return _mask(s)
-        out = self._text_cache.get(s)
+            return _mask(s) if _QUICK.search(s) else s
+        out = self._text_cache.get(s)  # clean strings are cached too: no regex for a repeat
         if out is None:
             if len(self._text_cache) >= _CACHE_SIZE:
                 self._text_cache.clear()
-            out = self._text_cache[s] = _mask(s)
+            out = self._text_cache[s] = _mask(s) if _QUICK.search(s) else s
         return out
 
     def mask_value(self, v: Any) -> Any:

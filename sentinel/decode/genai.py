@@ -48,6 +48,7 @@ __all__ = [
     "STATUS_ERROR",
     "DecodeResult",
     "MessageError",
+    "ResourceInfo",
     "SpanError",
     "SpanMapper",
     "is_llm_span",
@@ -155,22 +156,6 @@ class DecodeResult:
         self.dead.append(DeadLetter(stage="decode", error=f"{where}: {error}", payload=payload, source=source))
 
 
-def _first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
-    for k in keys:
-        v = attrs.get(k)
-        if v is not None and v != "":
-            return v
-    return None
-
-
-def _first_key(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, Any]:
-    for k in keys:
-        v = attrs.get(k)
-        if v is not None and v != "":
-            return k, v
-    return "", None
-
-
 def _int(key: str, v: Any) -> int:
     if type(v) is int:
         return v
@@ -219,29 +204,81 @@ def _finish_reason(v: Any) -> str | None:
     return _str(v)
 
 
-def _model_of(attrs: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """(response model, request model) as strings or None."""
-    resp = _first(attrs, RESPONSE_MODEL_KEYS)
-    req = _first(attrs, REQUEST_MODEL_KEYS)
-    return (None if resp is None else _str(resp)), (None if req is None else _str(req))
+# One slot per thing the mapping reads; each attribute key feeds one slot at a rank
+# (0 = preferred). A span's attributes are read in one pass: every key is looked up
+# once, and a slot keeps the value of its best-ranked non-empty key.
+_RESP, _REQ, _PROV, _OP, _IN, _OUT, _TOTAL, _COST, _TTFT, _FINISH, _OI_KIND, _TL_KIND, _ERR = range(13)
+_NSLOTS = 13
+_SLOT_KEYS: tuple[tuple[str, ...], ...] = (
+    RESPONSE_MODEL_KEYS,
+    REQUEST_MODEL_KEYS,
+    PROVIDER_KEYS,
+    OPERATION_KEYS,
+    INPUT_TOKEN_KEYS,
+    OUTPUT_TOKEN_KEYS,
+    TOTAL_TOKEN_KEYS,
+    COST_KEYS,
+    TTFT_SECONDS_KEYS,
+    FINISH_KEYS,
+    (OPENINFERENCE_KIND,),
+    ("traceloop.span.kind",),
+    ("error.type",),
+)
+_SLOT_OF: dict[str, tuple[int, int]] = {
+    k: (slot, rank) for slot, keys in enumerate(_SLOT_KEYS) for rank, k in enumerate(keys)
+}
+assert len(_SLOT_OF) == sum(map(len, _SLOT_KEYS)) == len(MAPPED_KEYS), "a key feeds two slots"
+_OPERATION_KEY = OPERATION_KEYS[0]  # only gen_ai.operation.name marks wrapper spans
 
 
-def is_llm_span(attrs: Mapping[str, Any]) -> bool:
-    """True when the attributes describe one LLM call (see the module docstring)."""
-    op = attrs.get("gen_ai.operation.name")
-    if isinstance(op, str) and op in NON_CALL_OPERATIONS:
+Slots = tuple[list[Any], list[str]]
+
+
+def _slots(attrs: Mapping[str, Any]) -> Slots:
+    """(values, keys) per slot: the best-ranked non-empty value and the key it came from."""
+    vals: list[Any] = [None] * _NSLOTS
+    keys: list[str] = [""] * _NSLOTS
+    slot_of = _SLOT_OF
+    for k, v in attrs.items():
+        sr = slot_of.get(k)
+        if sr is None or v is None or v == "":
+            continue
+        slot = sr[0]
+        cur = keys[slot]
+        if not cur or sr[1] < slot_of[cur][1]:
+            vals[slot] = v
+            keys[slot] = k
+    return vals, keys
+
+
+def _is_call(vals: list[Any], keys: list[str]) -> bool:
+    op = vals[_OP]
+    if keys[_OP] == _OPERATION_KEY and isinstance(op, str) and op in NON_CALL_OPERATIONS:
         return False
-    tl_kind = attrs.get("traceloop.span.kind")
+    tl_kind = vals[_TL_KIND]
     if isinstance(tl_kind, str) and tl_kind in NON_CALL_OPERATIONS:
         return False
-    kind = attrs.get(OPENINFERENCE_KIND)
+    kind = vals[_OI_KIND]
     if kind is not None:
         kind_u = _str(kind).upper()
         if kind_u in NON_CALL_OPENINFERENCE_KINDS:
             return False
         if kind_u == "LLM":
             return True
-    return _first(attrs, RESPONSE_MODEL_KEYS) is not None or _first(attrs, REQUEST_MODEL_KEYS) is not None
+    return vals[_RESP] is not None or vals[_REQ] is not None
+
+
+def is_llm_span(attrs: Mapping[str, Any]) -> bool:
+    """True when the attributes describe one LLM call (see the module docstring)."""
+    return _is_call(*_slots(attrs))
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceInfo:
+    """What the mapping needs from a span's resource, worked out once per resource."""
+
+    service: str
+    kept: dict[str, Any]
 
 
 class SpanMapper:
@@ -265,6 +302,18 @@ class SpanMapper:
         #: the span attributes :meth:`map` can read; decoders may skip all others
         self.wanted: frozenset[str] = MAPPED_KEYS | frozenset(keep)
 
+    def resource(self, attrs: Mapping[str, Any] | None) -> ResourceInfo:
+        """The service name and kept attributes of a resource (pass it to :meth:`map`)."""
+        service: Any = attrs.get("service.name") if attrs else None
+        kept = {k: v for k in self._keep if (v := attrs.get(k)) is not None} if attrs else {}
+        return ResourceInfo(_str(service) if service else UNKNOWN_SERVICE, kept)
+
+    @staticmethod
+    def classify(attrs: Mapping[str, Any]) -> Slots | None:
+        """The attributes read into slots if they describe an LLM call, else ``None``."""
+        slots = _slots(attrs)
+        return slots if _is_call(*slots) else None
+
     def map(
         self,
         attrs: Mapping[str, Any],
@@ -272,35 +321,47 @@ class SpanMapper:
         start_ns: int,
         end_ns: int,
         status_code: int = 0,
-        resource: Mapping[str, Any] | None = None,
+        resource: ResourceInfo | Mapping[str, Any] | None = None,
         trace_id: str | None = None,
         span_id: str | None = None,
-        checked: bool = False,
+        slots: Slots | None = None,
     ) -> tuple[TelemetryEvent, bool] | None:
         """``None`` if not an LLM span, else ``(event, priced)``; raises :class:`SpanError`.
 
-        ``checked=True`` skips the :func:`is_llm_span` test (the caller already made it).
+        ``resource`` is best made once per resource with :meth:`resource` (a plain
+        attribute mapping is accepted too); ``slots`` is what :meth:`classify` returned
+        for ``attrs`` when the caller has classified the span already.
         """
-        if not checked and not is_llm_span(attrs):
-            return None
-        resp_model, req_model = _model_of(attrs)
+        if slots is None:
+            slots = self.classify(attrs)
+            if slots is None:
+                return None
+        vals, keys = slots
+        if not isinstance(resource, ResourceInfo):
+            resource = self.resource(resource)
+        resp_model = vals[_RESP]
+        if resp_model is not None:
+            resp_model = _str(resp_model)
+        req_model = vals[_REQ]
+        if req_model is not None:
+            req_model = _str(req_model)
         # The key is the model the application asked for: the response model is a dated
         # snapshot (gpt-4o → gpt-4o-2024-08-06) that is absent on failed calls and changes on
         # provider upgrades — keying by it would split one series and send errors elsewhere.
         model = req_model or resp_model or ""
 
-        k, v = _first_key(attrs, INPUT_TOKEN_KEYS)
-        input_tokens = None if v is None else _int(k, v)
-        k, v = _first_key(attrs, OUTPUT_TOKEN_KEYS)
-        output_tokens = 0 if v is None else _int(k, v)
+        v = vals[_IN]
+        input_tokens = None if v is None else (v if type(v) is int else _int(keys[_IN], v))
+        v = vals[_OUT]
+        output_tokens = 0 if v is None else (v if type(v) is int else _int(keys[_OUT], v))
         if input_tokens is None:
-            k, v = _first_key(attrs, TOTAL_TOKEN_KEYS)
-            input_tokens = 0 if v is None else max(_int(k, v) - output_tokens, 0)
+            v = vals[_TOTAL]
+            input_tokens = 0 if v is None else max(_int(keys[_TOTAL], v) - output_tokens, 0)
 
         priced = True
-        k, v = _first_key(attrs, COST_KEYS)
+        v = vals[_COST]
         if v is not None:
-            cost = _float(k, v)
+            cost = _float(keys[_COST], v)
         else:
             c = self._pricing.cost(resp_model, input_tokens, output_tokens) if resp_model else None
             if c is None and req_model and req_model != resp_model:
@@ -310,47 +371,44 @@ class SpanMapper:
             else:
                 cost = c
 
-        k, v = _first_key(attrs, TTFT_SECONDS_KEYS)
-        ttft_ms = None if v is None else _float(k, v) * 1000.0
+        v = vals[_TTFT]
+        ttft_ms = None if v is None else (v if type(v) is float else _float(keys[_TTFT], v)) * 1000.0
 
-        err = attrs.get("error.type")
-        is_error = status_code == STATUS_ERROR or (err is not None and err != "")
+        err = vals[_ERR]
+        is_error = status_code == STATUS_ERROR or err is not None
         error_type = (_str(err) if err else OTHER_ERROR) if is_error else None
 
-        provider = _first(attrs, PROVIDER_KEYS)
-        operation = _first(attrs, OPERATION_KEYS)
-        finish = _first(attrs, FINISH_KEYS)
+        provider = vals[_PROV]
+        operation = vals[_OP]
+        finish = vals[_FINISH]
 
-        service: Any = resource.get("service.name") if resource else None
-        if not service:
-            service = UNKNOWN_SERVICE
-
+        rkept = resource.kept
         kept: dict[str, Any] = {}
         for key in self._keep:
             val = attrs.get(key)
-            if val is None and resource:
-                val = resource.get(key)
+            if val is None and rkept:
+                val = rkept.get(key)
             if val is not None:
                 kept[key] = val
         if kept:
             kept = self._masker.mask_attributes(kept)
 
         ev = TelemetryEvent(
-            timestamp=end_ns / 1e9,
-            service=_str(service),
-            model=model,
-            latency_ms=(end_ns - start_ns) / 1e6,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost_usd=cost,
-            is_error=is_error,
-            error_type=error_type,
-            provider=None if provider is None else _str(provider),
-            operation=None if operation is None else _str(operation),
-            ttft_ms=ttft_ms,
-            finish_reason=None if finish is None else _finish_reason(finish),
-            trace_id=trace_id or None,
-            span_id=span_id or None,
-            attributes=kept,
+            end_ns / 1e9,
+            resource.service,
+            model,
+            (end_ns - start_ns) / 1e6,
+            input_tokens,
+            output_tokens,
+            cost,
+            is_error,
+            error_type,
+            None if provider is None else _str(provider),
+            None if operation is None else _str(operation),
+            ttft_ms,
+            None if finish is None else _finish_reason(finish),
+            trace_id or None,
+            span_id or None,
+            kept,
         )
         return ev, priced

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from sentinel.decode.genai import DecodeResult, MessageError, SpanError, SpanMapper, is_llm_span
+from sentinel.decode.genai import DecodeResult, MessageError, SpanError, SpanMapper
 
 __all__ = ["any_value", "decode_otlp_json", "flatten_attributes", "hex_id", "is_otlp_json"]
 
@@ -182,7 +182,7 @@ def decode_otlp_json(obj: Any, mapper: SpanMapper, source: str | None = None) ->
             raise MessageError(f"otlp_json: resourceSpans[{ri}] must be an object, got {type(rs).__name__}")
         res = rs.get("resource")
         try:
-            rattrs = flatten_attributes(res.get("attributes") or ()) if res else {}
+            resource = mapper.resource(flatten_attributes(res.get("attributes") or ()) if res else None)
         except (ValueError, TypeError, AttributeError) as e:
             raise MessageError(f"otlp_json: resourceSpans[{ri}].resource: {e}") from None
         scopes = _get(rs, "scopeSpans", "scope_spans")
@@ -201,7 +201,8 @@ def decode_otlp_json(obj: Any, mapper: SpanMapper, source: str | None = None) ->
                         attrs = flatten_attributes(sp.get("attributes") or (), mapper.wanted)
                     except (ValueError, TypeError) as e:
                         raise SpanError(str(e)) from None
-                    if not is_llm_span(attrs):
+                    slots = mapper.classify(attrs)
+                    if slots is None:
                         out.skipped += 1
                         continue
                     start = _get(sp, "startTimeUnixNano", "start_time_unix_nano")
@@ -220,10 +221,10 @@ def decode_otlp_json(obj: Any, mapper: SpanMapper, source: str | None = None) ->
                         start_ns=start_ns,
                         end_ns=end_ns,
                         status_code=status,
-                        resource=rattrs,
+                        resource=resource,
                         trace_id=trace_id,
                         span_id=span_id,
-                        checked=True,
+                        slots=slots,
                     )
                     out.add(mapped, source)
                 except SpanError as e:

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from sentinel.decode.genai import DecodeResult, MessageError, SpanError, SpanMapper, is_llm_span
+from sentinel.decode.genai import DecodeResult, MessageError, SpanError, SpanMapper
 
 __all__ = ["any_value", "decode_otlp_proto", "flatten_attributes", "parse_request"]
 
@@ -32,7 +32,7 @@ def any_value(v: Any) -> Any:
     if kind == "bool_value":
         return v.bool_value
     if kind == "array_value":
-        return [any_value(x) for x in v.array_value.values]
+        return _array(v)
     if kind == "kvlist_value":
         return flatten_attributes(v.kvlist_value.values)
     if kind == "bytes_value":
@@ -41,6 +41,28 @@ def any_value(v: Any) -> Any:
 
 
 _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+# Arrays repeat from span to span (``gen_ai.response.finish_reasons: ["stop"]``) and are
+# the dearest values to convert (a protobuf wrapper per element). Serialising one back is
+# cheap, so small arrays of scalars are memoised by their bytes: the conversion is a pure
+# function of them. Bounded; a copy is handed out so callers may keep or change it.
+_ARRAY_CACHE: dict[bytes, tuple[Any, ...]] = {}
+_ARRAY_CACHE_SIZE = 4096
+_ARRAY_CACHE_MAX_BYTES = 256
+_SCALAR_TYPES = (str, int, float, bool)
+
+
+def _array(v: Any) -> list[Any]:
+    raw: bytes = v.SerializeToString()
+    hit = _ARRAY_CACHE.get(raw)
+    if hit is not None:
+        return list(hit)
+    out = [any_value(x) for x in v.array_value.values]
+    if len(raw) <= _ARRAY_CACHE_MAX_BYTES and all(type(x) in _SCALAR_TYPES for x in out):
+        if len(_ARRAY_CACHE) >= _ARRAY_CACHE_SIZE:
+            _ARRAY_CACHE.clear()
+        _ARRAY_CACHE[raw] = tuple(out)
+    return out
 
 
 def flatten_attributes(kvs: Any, wanted: frozenset[str] | None = None) -> dict[str, Any]:
@@ -88,15 +110,17 @@ def decode_otlp_proto(payload: bytes, mapper: SpanMapper, source: str | None = N
     """Decode protobuf bytes; raises :class:`MessageError` when they are not an OTLP request."""
     req = parse_request(payload)
     out = DecodeResult()
+    classify, wanted = mapper.classify, mapper.wanted
     for ri, rs in enumerate(req.resource_spans):
-        rattrs = flatten_attributes(rs.resource.attributes)
+        resource = mapper.resource(flatten_attributes(rs.resource.attributes))
         for si, ss in enumerate(rs.scope_spans):
             spans = ss.spans
             out.spans += len(spans)
             for pi, sp in enumerate(spans):
                 try:
-                    attrs = flatten_attributes(sp.attributes, mapper.wanted)
-                    if not is_llm_span(attrs):
+                    attrs = flatten_attributes(sp.attributes, wanted)
+                    slots = classify(attrs)
+                    if slots is None:
                         out.skipped += 1
                         continue
                     mapped = mapper.map(
@@ -104,10 +128,10 @@ def decode_otlp_proto(payload: bytes, mapper: SpanMapper, source: str | None = N
                         start_ns=sp.start_time_unix_nano,
                         end_ns=sp.end_time_unix_nano,
                         status_code=sp.status.code,
-                        resource=rattrs,
+                        resource=resource,
                         trace_id=sp.trace_id.hex() if sp.trace_id else None,
                         span_id=sp.span_id.hex() if sp.span_id else None,
-                        checked=True,
+                        slots=slots,
                     )
                     out.add(mapped, source)
                 except SpanError as e:

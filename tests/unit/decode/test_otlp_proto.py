@@ -125,6 +125,21 @@ def test_any_value_all_types() -> None:
     assert any_value(AnyValue()) is None
 
 
+def test_repeated_arrays_are_equal_but_independent() -> None:
+    """Small arrays are memoised by their bytes; every caller still gets its own list."""
+    first = any_value(kv("xs", ["stop", "length"]).value)
+    first.append("changed")
+    again = any_value(kv("xs", ["stop", "length"]).value)
+    assert again == ["stop", "length"]
+    assert any_value(kv("xs", ["length", "stop"]).value) == ["length", "stop"]  # order is part of the bytes
+    nested = AnyValue()
+    nested.array_value.values.add().array_value.values.add().string_value = "a"
+    assert any_value(nested) == [["a"]]
+    inner = any_value(nested)[0]
+    inner.append("b")
+    assert any_value(nested) == [["a"]]  # arrays holding containers are not memoised
+
+
 def test_newline_brace_prefix_is_still_protobuf(decoder: Decoder) -> None:
     """A request whose first length byte is 123 starts with b'\\n{' and looks like JSON."""
     for pad in range(120):
