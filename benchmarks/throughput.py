@@ -218,10 +218,10 @@ def _source_digest() -> str:
 
 
 def cached_messages(n: int, keys: int, seed: int, hours: float) -> tuple[list[Message], dict[str, Any]]:
-    """Encoded messages for (n, keys, seed, hours), cached under the temp dir (event times near now).
+    """Encoded messages for (n, keys, seed, hours), cached under the temp dir.
 
-    The cache is reused for up to 12 hours (event times stay plausible for the
-    validator) and invalidated when the encoder or generator changes.
+    Events start at 00:00 UTC two days back, whatever the hour of the run. The cache
+    is reused for up to 12 hours and invalidated when the encoder or generator changes.
     """
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     name = f"msgs-{n}-{keys}-{seed}-{hours:g}-{_source_digest()}.pkl"
@@ -232,7 +232,9 @@ def cached_messages(n: int, keys: int, seed: int, hours: float) -> tuple[list[Me
         info["cached"] = True
         return msgs, info
     t0 = time.perf_counter()
-    start = time.time() - hours * 3600.0 - 600.0
+    # a fixed time of day (00:00 UTC, one to two days ago): the generator's traffic follows a
+    # daily cycle, so the series present in the first n events must not depend on the hour of the run
+    start = (int(time.time() // 86400.0) - 2) * 86400.0
     events = make_events(n, keys, seed, hours, start)
     t1 = time.perf_counter()
     msgs = encode_messages(events)
@@ -428,6 +430,7 @@ def passthrough_flow(settings: Any) -> Any:
 
     from sentinel import operators as sop
     from sentinel.decode import Decoder
+    from sentinel.gc_tuning import tune_gc
     from sentinel.pricing import Pricing
     from sentinel.privacy import Masker
     from sentinel.sources.kafka import kafka_input
@@ -445,6 +448,7 @@ def passthrough_flow(settings: Any) -> Any:
         if f.name != "dead":
             op.output(f"null_{f.name}", getattr(ing, f.name), _null_sink())
     op.output("null_dead", op.merge("dead", ing.dead, kin.dead), _null_sink())
+    tune_gc(s.runtime.gc_threshold)  # the same process set-up as build_flow
     return flow
 
 

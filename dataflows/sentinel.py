@@ -30,6 +30,7 @@ from sentinel.api.server import check_bind
 from sentinel.config import Settings, load_settings
 from sentinel.control import ControlPoller
 from sentinel.decode import Decoder
+from sentinel.gc_tuning import tune_gc
 from sentinel.logs import setup_logging
 from sentinel.models import DeadLetter, WindowStats
 from sentinel.pricing import Pricing
@@ -101,7 +102,8 @@ def build_flow(
     ``taps`` sends named streams (``events``, ``dead``, ``windows``, ``anomalies``,
     ``alerts``) to extra sinks as well — tests use Bytewax's ``TestingSink``.
 
-    Also configures logging (:mod:`sentinel.logs`), serves metrics when
+    Also configures logging (:mod:`sentinel.logs`) and the garbage collector
+    (:mod:`sentinel.gc_tuning`), serves metrics when
     ``metrics.enabled`` and, when ``api.enabled``, writes anomalies to the store,
     connects the detect step to the control channel and starts this process's
     HTTP API server (:mod:`sentinel.api`).
@@ -188,6 +190,7 @@ def build_flow(
     if s.api.enabled:
         api_server.start(s.api, s.detection, store_path)
     install_graceful_shutdown()
+    tune_gc(s.runtime.gc_threshold)
     control.activity.started = time.time()
     return flow
 

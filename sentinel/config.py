@@ -239,6 +239,15 @@ class RecoverySettings(_Section):
     backup_s: float = Field(default=600.0, ge=0)
 
 
+class RuntimeSettings(_Section):
+    gc_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        description="Python GC generation-0 threshold for the flow process; the start-up heap is frozen "
+        "(sentinel/gc_tuning.py). 0 = CPython's defaults",
+    )
+
+
 class Settings(BaseSettings):
     """All of LLM-Sentinel's configuration."""
 
@@ -265,6 +274,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     recovery: RecoverySettings = Field(default_factory=RecoverySettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 
     @classmethod
     def settings_customise_sources(
