@@ -45,6 +45,7 @@ raised one level once the condition has lasted ``escalate_after_s``.
 from __future__ import annotations
 
 import math
+from collections.abc import Container
 from typing import Any
 
 from sentinel.detect.cusum import Cusum
@@ -108,17 +109,23 @@ def _natural(metric: str, v: float) -> float:
     return math.expm1(v)
 
 
-def _values(ev: TelemetryEvent) -> dict[str, float]:
-    """The log-scaled metrics of a successful call (logs computed once per event)."""
+def _values(ev: TelemetryEvent, tracked: Container[str]) -> dict[str, float]:
+    """The log-scaled metrics of a successful call (logs computed once per event).
+
+    Latency and output tokens always (the joint detector reads them), the other
+    metrics only when a track watches them.
+    """
     out: dict[str, float] = {}
     if ev.latency_ms > 0:
         out["latency"] = math.log(ev.latency_ms)
-    tps = ev.output_tokens_per_s
-    if tps is not None and tps > 0:
-        out["output_tokens_per_s"] = math.log(tps)
-    out["input_tokens"] = math.log1p(max(ev.input_tokens, 0))
+    if "output_tokens_per_s" in tracked:
+        tps = ev.output_tokens_per_s
+        if tps is not None and tps > 0:
+            out["output_tokens_per_s"] = math.log(tps)
+    if "input_tokens" in tracked:
+        out["input_tokens"] = math.log1p(max(ev.input_tokens, 0))
     out["output_tokens"] = math.log1p(max(ev.output_tokens, 0))
-    if ev.cost_usd > 0:
+    if ev.cost_usd > 0 and "cost" in tracked:
         out["cost"] = math.log1p(ev.cost_usd * 1e6)
     return out
 
@@ -449,10 +456,11 @@ class DetectorBank:
         out: list[AnomalyEvent] = []
         if ev.is_error:  # per-event detectors watch successful calls only (errors: window error rate)
             return out
-        vals = _values(ev)
+        tracks = self.tracks
+        vals = _values(ev, tracks)
         zs: dict[str, float] = {}
         for m, x in vals.items():
-            tr = self.tracks.get(m)
+            tr = tracks.get(m)
             if tr is not None:
                 z = self._track_step(m, tr, x, t, out)
                 if z is not None:
@@ -597,11 +605,12 @@ class DetectorBank:
     def _drift_step(
         self, d: TokenDrift, kind: AnomalyType, metric: str, x: int, t: float, out: list[AnomalyEvent]
     ) -> None:
-        score = d.score_one(x)
         ref = d.reference
-        d.learn_one(x)
+        score = d.update(x)
+        if score is None:
+            return
         ds = self.settings.drift
-        if score is None or score <= d.threshold:
+        if score <= d.threshold:
             return
         if d.drifted_run < ds.consecutive and score < ds.strong * d.threshold:
             return  # one moderately drifted block is not yet a drift (a strong one is)

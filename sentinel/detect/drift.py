@@ -149,6 +149,21 @@ class TokenDrift(Detector):
         p, k = self._divergences(block)
         return p if self.method == "psi" else k
 
+    def update(self, x: int) -> float | None:
+        """:meth:`score_one` then :meth:`learn_one` in one call (the bank's per-event path).
+
+        Most events only count into the open block; they take a short path.
+        """
+        filled = self.filled
+        if filled + 1 < self.block_events and len(self.block) == self.bins:
+            b = int(x).bit_length() if x > 0 else 0  # log2_bin, inlined
+            self.block[b if b < self.bins else self.bins - 1] += 1
+            self.filled = filled + 1
+            return None
+        score = self.score_one(x)
+        self.learn_one(x)
+        return score
+
     def learn_one(self, x: int) -> None:
         block = self._complete(x)
         if block is None:

@@ -95,20 +95,24 @@ class LatencyGivenTokens(Detector):
         """(residual z, token z) of the pair (``None`` during warm-up). Does not learn."""
         if self.n < self.warmup:
             return None
-        sx = math.sqrt(self.vxx) if self.vxx > 0 else 0.0
-        return (y - self.predict(x)) / self.sigma, (x - self.mx) / max(sx, self.min_sigma)
+        vxx = self.vxx
+        sx = math.sqrt(vxx) if vxx > 0 else 0.0
+        pred = self.my + (self.cxy / vxx if vxx > 1e-12 else 0.0) * (x - self.mx)  # predict(x), inlined
+        return (y - pred) / self.sigma, (x - self.mx) / max(sx, self.min_sigma)
 
     def learn_one(self, x: float, y: float) -> None:
         self.n += 1
         if self.n > self.warmup:
-            r = y - self.predict(x)
-            s = self.sigma
+            pred = self.predict(x)
+            r = y - pred
+            rv = self.rv  # sigma once warm, inlined
+            s = max(math.sqrt(rv) if rv > 0 else 0.0, self.min_sigma)
             lim = self.huber_c * s
             rc = lim if r > lim else (-lim if r < -lim else r)
-            self.rv += self.alpha * (rc * rc - self.rv)
+            self.rv += self.alpha * (rc * rc - rv)
             a = self.alpha
             # the regression learns a clipped y, so one slow outlier barely tilts the line
-            y = self.predict(x) + rc
+            y = pred + rc
         else:
             a = 1.0 / self.n
         dx = x - self.mx

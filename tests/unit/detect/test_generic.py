@@ -38,6 +38,22 @@ def test_pickle_round_trip_gives_identical_outputs(name: str) -> None:
         twin.learn_one(*x)
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES if hasattr(DETECTORS[n][0](), "update")])
+def test_update_is_score_then_learn(name: str) -> None:
+    """The fused per-event path gives the same scores and the same state as the two calls."""
+    factory, gen, warm, _ = DETECTORS[name]
+    stream = gen(random.Random(4))
+    fused, pair = factory(), factory()
+    scored = 0
+    for x in itertools.islice(stream, warm + 3_000):
+        expected = pair.score_one(*x)
+        pair.learn_one(*x)
+        assert fused.update(*x) == expected
+        scored += expected is not None
+    assert pickle.dumps(fused) == pickle.dumps(pair)
+    assert scored > 0
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_clone_has_equal_params_and_no_state(name: str) -> None:
     factory, gen, warm, _ = DETECTORS[name]
