@@ -71,7 +71,11 @@ class KafkaSettings(_Section):
     dlq_topic: str | None = Field(default=None, description="Default: '<first input topic>.dlq'")
     anomalies_topic: str | None = Field(default=None, description="Mirror anomalies here (e.g. llm.anomalies)")
     batch_size: int = Field(
-        default=200, ge=1, le=1_000_000, description="Max Kafka messages per poll (~100–200 spans each)"
+        default=50,
+        ge=1,
+        le=1_000_000,
+        description="Max Kafka messages per poll and partition (~100–200 spans each); larger batches "
+        "cost memory, not speed (benchmarks/README.md)",
     )
     starting_offset: Literal["beginning", "end"] = "beginning"
     tail: bool = True

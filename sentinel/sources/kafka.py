@@ -29,9 +29,20 @@ from sentinel.models import DeadLetter
 from sentinel.sources.file import RawMessage
 from sentinel.sources.shutdown import shutdown_requested
 
-__all__ = ["KafkaIn", "SentinelKafkaSource", "end_offsets", "kafka_input", "offsets_for_time", "part_key"]
+__all__ = [
+    "KafkaIn",
+    "SentinelKafkaSource",
+    "end_offsets",
+    "kafka_input",
+    "offsets_for_time",
+    "part_key",
+    "partition_config",
+]
 
 PartitionOffsets = Mapping[str, int]  # "<partition>-<topic>" (Bytewax's partition key) → offset
+
+
+PREFETCH_KBYTES = 32_768  # per partition consumer; kafka.config can override it
 
 
 def part_key(topic: str, partition: int) -> str:
@@ -122,6 +133,24 @@ def _offset_of(m: Any) -> int:
     return int(off) if off is not None else -1
 
 
+def partition_config(brokers: Iterable[str], tail: bool, add_config: Mapping[str, Any]) -> dict[str, Any]:
+    """librdkafka settings of one partition's consumer (``kafka.config`` entries win)."""
+    config: dict[str, Any] = {
+        "group.id": "BYTEWAX_IGNORED",
+        "enable.auto.commit": "false",
+        "bootstrap.servers": ",".join(brokers),
+        "enable.partition.eof": str(not tail),
+        "statistics.interval.ms": 1000,
+        # Bytewax runs one consumer per partition, each prefetching up to
+        # queued.max.messages.kbytes (librdkafka default 64 MB): 4 partitions held
+        # ~256 MB before a single event was processed. 32 MB per partition is still
+        # ~80 Collector batches ahead of the flow (16 MB starved a decode-only flow).
+        "queued.max.messages.kbytes": PREFETCH_KBYTES,
+    }
+    config.update(add_config)
+    return config
+
+
 class SentinelKafkaSource(KafkaSource):
     """``KafkaSource`` with optional per-partition start offsets and end offsets."""
 
@@ -143,14 +172,7 @@ class SentinelKafkaSource(KafkaSource):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Partition:
         idx, topic = for_part.split("-", 1)
-        config: dict[str, Any] = {
-            "group.id": "BYTEWAX_IGNORED",
-            "enable.auto.commit": "false",
-            "bootstrap.servers": ",".join(self._brokers),
-            "enable.partition.eof": str(not self._tail),
-            "statistics.interval.ms": 1000,
-        }
-        config.update(self._add_config)
+        config = partition_config(self._brokers, self._tail, self._add_config)
         start = self._start_offsets.get(for_part, self._starting_offset)
         return _Partition(
             step_id,
