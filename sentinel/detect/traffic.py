@@ -46,15 +46,28 @@ _DAY = 86_400.0
 class TrafficVerdict:
     """The evaluation of one window (or gap): direction +1 spike, −1 drop, 0 normal."""
 
-    __slots__ = ("direction", "expected", "observed", "p", "ratio", "z")
+    __slots__ = ("_p", "direction", "expected", "observed", "ratio", "z")
 
-    def __init__(self, direction: int, observed: float, expected: float, z: float, p: float, ratio: float) -> None:
+    def __init__(
+        self, direction: int, observed: float, expected: float, z: float, p: float | None, ratio: float
+    ) -> None:
         self.direction = direction
         self.observed = observed
         self.expected = expected
         self.z = z
-        self.p = p
+        self._p = p
         self.ratio = ratio
+
+    @property
+    def p(self) -> float:
+        """One-sided Poisson p-value of the count (upper tail above the expectation, else lower).
+
+        Worked out on first use: most windows are judged normal by z and ratio alone.
+        """
+        if self._p is None:
+            k = round(self.observed)
+            self._p = poisson_sf(k, self.expected) if k > self.expected else poisson_cdf(k, self.expected)
+        return self._p
 
 
 class TrafficRate(Detector):
@@ -152,13 +165,15 @@ class TrafficRate(Detector):
         z = (math.log(count + 0.5) - math.log(lam + 0.5)) / math.sqrt(1.0 / (lam + 0.5) + self.disp / windows)
         ratio = count / lam
         direction = 0
+        p = None  # the exact tail is dear (an incomplete gamma): only when z and ratio point out
         if count > lam:
-            p = poisson_sf(count, lam)
-            if p < self.p_value and z > self.z_threshold and ratio >= self.min_ratio_spike:
-                direction = 1
-        else:
+            if z > self.z_threshold and ratio >= self.min_ratio_spike:
+                p = poisson_sf(count, lam)
+                if p < self.p_value:
+                    direction = 1
+        elif -z > self.z_threshold and ratio <= self.max_ratio_drop and lam >= self.min_expected:
             p = poisson_cdf(count, lam)
-            if p < self.p_value and -z > self.z_threshold and ratio <= self.max_ratio_drop and lam >= self.min_expected:
+            if p < self.p_value:
                 direction = -1
         return TrafficVerdict(direction, float(count), lam, z, p, ratio)
 
