@@ -79,7 +79,7 @@ labelled: $(VENV)/.dev-installed
 	$(PY) benchmarks/labelled.py
 
 bench: $(VENV)/.dev-installed services-up
-	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/throughput.py --repeat 3 --keys 7,10000
 	$(PY) benchmarks/latency.py
 
 clean:

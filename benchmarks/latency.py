@@ -254,6 +254,9 @@ class FileTail(threading.Thread):
             time.sleep(0.02)
 
 
+TARGET_P99_MS = 100.0  # issue 10 (MVP): p99 event-to-anomaly latency at 10k events/s
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=10_000.0, help="events/s sent (default 10k)")
@@ -424,6 +427,16 @@ def main(argv: list[str] | None = None) -> int:
         + f"; windows emitted {wd.get('p50_ms')} ms (p50) after their end (n={wd['n']})"
     )
     print(f"flow: {flow_res.get('events')} events, peak RSS {flow_res.get('peak_rss_mb')} MB")
+    p99 = d.get("p99_ms")
+    res["targets"] = [
+        {
+            "target": f"p99 event-to-anomaly < {TARGET_P99_MS:g} ms at {args.rate:,.0f} events/s",
+            "measured": p99,
+            "met": p99 is not None and p99 < TARGET_P99_MS,
+        }
+    ]
+    for c in res["targets"]:
+        print(f"  {'✓' if c['met'] else '✗'} {c['target']}: measured {c['measured']} ms")
     if not args.no_write:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(res, indent=2) + "\n")

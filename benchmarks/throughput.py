@@ -720,6 +720,42 @@ def summary_line(r: dict[str, Any]) -> str:
     )
 
 
+# issue 10's "done when", one worker on 2 cores
+TARGET_FULL_EPS = 50_000.0
+TARGET_RATIO = 0.5
+TARGET_RSS_MB_10K_KEYS = 512.0
+
+
+def target_checks(results: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target the runs in ``results`` can speak to: what was required, what was measured, met or not."""
+    checks: list[dict[str, Any]] = []
+    for k, r in results.items():
+        if k <= 7:
+            checks.append(
+                {
+                    "target": f"full flow ≥ {TARGET_FULL_EPS:,.0f} events/s ({k} keys)",
+                    "measured": r["full_eps"],
+                    "met": r["full_eps"] >= TARGET_FULL_EPS,
+                }
+            )
+            checks.append(
+                {
+                    "target": f"full ÷ passthrough ≥ {TARGET_RATIO} ({k} keys)",
+                    "measured": r["ratio"],
+                    "met": r["ratio"] >= TARGET_RATIO,
+                }
+            )
+        if k >= 10_000:
+            checks.append(
+                {
+                    "target": f"peak RSS < {TARGET_RSS_MB_10K_KEYS:.0f} MB ({k:,} keys)",
+                    "measured": r["peak_rss_mb"],
+                    "met": r["peak_rss_mb"] < TARGET_RSS_MB_10K_KEYS,
+                }
+            )
+    return checks
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--events", type=int, default=300_000, help="events to produce (default 300k)")
@@ -753,6 +789,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n== throughput (one worker, run_main) ==")
     for r in results.values():
         print(summary_line(r))
+    checks = target_checks(results)
+    for c in checks:
+        print(f"  {'✓' if c['met'] else '✗'} {c['target']}: measured {c['measured']:,}")
     if args.no_write:
         return 0
     doc: dict[str, Any] = {}
@@ -767,7 +806,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workers": 1,
     }
     for k, r in results.items():
-        entry = {**r, **meta, "kafka_batch_size": args.batch_size or "config default", "summary": summary_line(r)}
+        entry = {
+            **r,
+            **meta,
+            "kafka_batch_size": args.batch_size or "config default",
+            "summary": summary_line(r),
+            "targets": target_checks({k: r}),
+        }
         if k <= 7 and args.batch_size is None:
             variants = doc.get("variants", {})
             doc = {**entry, "variants": variants}
