@@ -80,22 +80,6 @@ TTFT_SECONDS_KEYS = ("gen_ai.response.time_to_first_chunk", "gen_ai.response.tim
 FINISH_KEYS = ("gen_ai.response.finish_reasons", "gen_ai.response.finish_reason", "llm.response.finish_reason")
 OPENINFERENCE_KIND = "openinference.span.kind"
 
-# Every span attribute the mapping reads: decoders convert only these (and the kept ones),
-# so large unrelated attributes (prompts, HTTP details) cost nothing.
-MAPPED_KEYS = frozenset(
-    RESPONSE_MODEL_KEYS
-    + REQUEST_MODEL_KEYS
-    + PROVIDER_KEYS
-    + OPERATION_KEYS
-    + INPUT_TOKEN_KEYS
-    + OUTPUT_TOKEN_KEYS
-    + TOTAL_TOKEN_KEYS
-    + COST_KEYS
-    + TTFT_SECONDS_KEYS
-    + FINISH_KEYS
-    + (OPENINFERENCE_KIND, "traceloop.span.kind", "error.type")
-)
-
 # Wrapper spans that contain LLM calls rather than being one.
 NON_CALL_OPERATIONS = frozenset(
     {"invoke_agent", "create_agent", "execute_tool", "invoke_workflow", "workflow", "agent", "tool", "task"}
@@ -227,7 +211,10 @@ _SLOT_KEYS: tuple[tuple[str, ...], ...] = (
 _SLOT_OF: dict[str, tuple[int, int]] = {
     k: (slot, rank) for slot, keys in enumerate(_SLOT_KEYS) for rank, k in enumerate(keys)
 }
-assert len(_SLOT_OF) == sum(map(len, _SLOT_KEYS)) == len(MAPPED_KEYS), "a key feeds two slots"
+assert len(_SLOT_OF) == sum(map(len, _SLOT_KEYS)), "a key feeds two slots"
+# Every span attribute the mapping reads: decoders convert only these (and the kept ones),
+# so large unrelated attributes (prompts, HTTP details) cost nothing.
+MAPPED_KEYS = frozenset(_SLOT_OF)
 _OPERATION_KEY = OPERATION_KEYS[0]  # only gen_ai.operation.name marks wrapper spans
 
 
