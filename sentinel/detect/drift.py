@@ -156,8 +156,7 @@ class TokenDrift(Detector):
         """
         filled = self.filled
         if filled + 1 < self.block_events and len(self.block) == self.bins:
-            b = int(x).bit_length() if x > 0 else 0  # log2_bin, inlined
-            self.block[b if b < self.bins else self.bins - 1] += 1
+            self.block[log2_bin(x, self.bins)] += 1
             self.filled = filled + 1
             return None
         score = self.score_one(x)

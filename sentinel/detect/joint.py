@@ -95,21 +95,17 @@ class LatencyGivenTokens(Detector):
         """(residual z, token z) of the pair (``None`` during warm-up). Does not learn."""
         if self.n < self.warmup:
             return None
-        vxx = self.vxx
-        sx = math.sqrt(vxx) if vxx > 0 else 0.0
-        pred = self.my + (self.cxy / vxx if vxx > 1e-12 else 0.0) * (x - self.mx)  # predict(x), inlined
-        return (y - pred) / self.sigma, (x - self.mx) / max(sx, self.min_sigma)
+        sx = math.sqrt(self.vxx) if self.vxx > 0 else 0.0
+        return (y - self.predict(x)) / self.sigma, (x - self.mx) / max(sx, self.min_sigma)
 
     def learn_one(self, x: float, y: float) -> None:
         self.n += 1
         if self.n > self.warmup:
             pred = self.predict(x)
             r = y - pred
-            rv = self.rv  # sigma once warm, inlined
-            s = max(math.sqrt(rv) if rv > 0 else 0.0, self.min_sigma)
-            lim = self.huber_c * s
+            lim = self.huber_c * self.sigma
             rc = lim if r > lim else (-lim if r < -lim else r)
-            self.rv += self.alpha * (rc * rc - rv)
+            self.rv += self.alpha * (rc * rc - self.rv)
             a = self.alpha
             # the regression learns a clipped y, so one slow outlier barely tilts the line
             y = pred + rc

@@ -48,15 +48,13 @@ class TrafficVerdict:
 
     __slots__ = ("_p", "direction", "expected", "observed", "ratio", "z")
 
-    def __init__(
-        self, direction: int, observed: float, expected: float, z: float, p: float | None, ratio: float
-    ) -> None:
+    def __init__(self, direction: int, observed: float, expected: float, z: float, ratio: float) -> None:
         self.direction = direction
         self.observed = observed
         self.expected = expected
         self.z = z
-        self._p = p
         self.ratio = ratio
+        self._p: float | None = None
 
     @property
     def p(self) -> float:
@@ -164,18 +162,14 @@ class TrafficRate(Detector):
         lam = max(rate * length * windows, 1e-9)
         z = (math.log(count + 0.5) - math.log(lam + 0.5)) / math.sqrt(1.0 / (lam + 0.5) + self.disp / windows)
         ratio = count / lam
-        direction = 0
-        p = None  # the exact tail is dear (an incomplete gamma): only when z and ratio point out
+        v = TrafficVerdict(0, float(count), lam, z, ratio)
+        # the exact tail (v.p) is dear: it is consulted only when z and the ratio point out
         if count > lam:
-            if z > self.z_threshold and ratio >= self.min_ratio_spike:
-                p = poisson_sf(count, lam)
-                if p < self.p_value:
-                    direction = 1
-        elif -z > self.z_threshold and ratio <= self.max_ratio_drop and lam >= self.min_expected:
-            p = poisson_cdf(count, lam)
-            if p < self.p_value:
-                direction = -1
-        return TrafficVerdict(direction, float(count), lam, z, p, ratio)
+            if z > self.z_threshold and ratio >= self.min_ratio_spike and v.p < self.p_value:
+                v.direction = 1
+        elif -z > self.z_threshold and ratio <= self.max_ratio_drop and lam >= self.min_expected and v.p < self.p_value:
+            v.direction = -1
+        return v
 
     def score_gap(self, t: float, windows: int, length: float) -> TrafficVerdict | None:
         """Verdict for ``windows`` skipped (empty) windows ending at ``t``."""

@@ -88,8 +88,7 @@ class RobustZScore(Detector):
             if self.n == self.warmup:
                 self.var = self.var / (self.n - 1) if self.n > 1 else 0.0
             return
-        s = max(math.sqrt(self.var), self.min_sigma)  # sigma once warm, inlined
-        c = self.huber_c * s
+        c = self.huber_c * self.sigma
         d = x - self.mean
         d = c if d > c else (-c if d < -c else d)
         a = self.alpha
