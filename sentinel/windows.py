@@ -12,7 +12,7 @@ two sketches merge exactly — which Bytewax needs when windows merge.
 >>> from sentinel.models import TelemetryEvent
 >>> acc = WindowAccumulator()
 >>> for ms in (100.0, 200.0, 300.0):
-...     acc.add(TelemetryEvent(timestamp=1.0, service="s", model="m", latency_ms=ms, output_tokens=10))
+...     _ = acc.add(TelemetryEvent(timestamp=1.0, service="s", model="m", latency_ms=ms, output_tokens=10))
 >>> ws = acc.stats("s", "m", 0.0, 60.0)
 >>> ws.requests, round(ws.latency_p50_ms)
 (3, 200)
