@@ -57,7 +57,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from sentinel.models import TelemetryEvent
 
@@ -72,6 +72,8 @@ __all__ = [
     "events_to_otlp_json",
     "events_to_otlp_proto",
     "events_to_otlp_request",
+    "json_value",
+    "proto_value",
 ]
 
 DEFAULT_SCOPE_NAME = "sentinel.generator"
@@ -130,7 +132,7 @@ def _group_by_service(events: Sequence[TelemetryEvent]) -> dict[str, list[tuple[
 # ---------------------------------------------------------------------------- OTLP/JSON
 
 
-def _json_value(v: Any) -> dict[str, Any]:
+def json_value(v: Any) -> dict[str, Any]:
     """An ``AnyValue`` in OTLP/JSON (int64 as string)."""
     if isinstance(v, bool):
         return {"boolValue": v}
@@ -145,9 +147,9 @@ def _json_value(v: Any) -> dict[str, Any]:
 
         return {"bytesValue": base64.b64encode(v).decode("ascii")}
     if isinstance(v, Mapping):
-        return {"kvlistValue": {"values": [{"key": str(k), "value": _json_value(x)} for k, x in v.items()]}}
+        return {"kvlistValue": {"values": [{"key": str(k), "value": json_value(x)} for k, x in v.items()]}}
     if isinstance(v, list | tuple):
-        return {"arrayValue": {"values": [_json_value(x) for x in v]}}
+        return {"arrayValue": {"values": [json_value(x) for x in v]}}
     return {"stringValue": str(v)}
 
 
@@ -177,7 +179,7 @@ def _json_span(event: TelemetryEvent, index: int, id_seed: int) -> dict[str, Any
         if event.ttft_ms is not None:
             attrs.append({"key": TTFC, "value": {"doubleValue": event.ttft_ms / 1000.0}})
     if extra:
-        attrs.extend({"key": k, "value": _json_value(v)} for k, v in extra.items() if k not in _OWN_KEYS)
+        attrs.extend({"key": k, "value": json_value(v)} for k, v in extra.items() if k not in _OWN_KEYS)
     return {
         "traceId": trace_id,
         "spanId": span_id,
@@ -193,7 +195,7 @@ def _json_span(event: TelemetryEvent, index: int, id_seed: int) -> dict[str, Any
 def _json_resource(service: str, resource_attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     attrs = [{"key": SERVICE_NAME, "value": {"stringValue": service}}]
     if resource_attributes:
-        attrs.extend({"key": k, "value": _json_value(v)} for k, v in resource_attributes.items() if k != SERVICE_NAME)
+        attrs.extend({"key": k, "value": json_value(v)} for k, v in resource_attributes.items() if k != SERVICE_NAME)
     return {"attributes": attrs}
 
 
@@ -227,7 +229,8 @@ def events_to_otlp_json(
 # ---------------------------------------------------------------------------- OTLP/protobuf
 
 
-def _proto_value(v: Any) -> AnyValue:
+def proto_value(v: Any) -> AnyValue:
+    """A Python value as a protobuf ``AnyValue`` (the counterpart of :func:`json_value`)."""
     if isinstance(v, bool):
         return AnyValue(bool_value=v)
     if isinstance(v, int):
@@ -238,8 +241,11 @@ def _proto_value(v: Any) -> AnyValue:
         return AnyValue(string_value=v)
     if isinstance(v, bytes):
         return AnyValue(bytes_value=v)
+    if isinstance(v, Mapping):
+        kvs = [KeyValue(key=str(k), value=proto_value(x)) for k, x in v.items()]
+        return AnyValue(kvlist_value=KeyValueList(values=kvs))
     if isinstance(v, list | tuple):
-        return AnyValue(array_value=ArrayValue(values=[_proto_value(x) for x in v]))
+        return AnyValue(array_value=ArrayValue(values=[proto_value(x) for x in v]))
     return AnyValue(string_value=str(v))
 
 
@@ -275,7 +281,7 @@ def _fill_proto_span(span: Any, event: TelemetryEvent, index: int, id_seed: int)
         if event.ttft_ms is not None:
             attrs.append(KeyValue(key=TTFC, value=AnyValue(double_value=event.ttft_ms / 1000.0)))
     if extra:
-        attrs.extend(KeyValue(key=k, value=_proto_value(v)) for k, v in extra.items() if k not in _OWN_KEYS)
+        attrs.extend(KeyValue(key=k, value=proto_value(v)) for k, v in extra.items() if k not in _OWN_KEYS)
     span.attributes.extend(attrs)
 
 
@@ -295,7 +301,7 @@ def events_to_otlp_request(
         rs.resource.attributes.append(KeyValue(key=SERVICE_NAME, value=AnyValue(string_value=service)))
         if resource_attributes:
             rs.resource.attributes.extend(
-                KeyValue(key=k, value=_proto_value(v)) for k, v in resource_attributes.items() if k != SERVICE_NAME
+                KeyValue(key=k, value=proto_value(v)) for k, v in resource_attributes.items() if k != SERVICE_NAME
             )
         ss = rs.scope_spans.add()
         ss.scope.name = scope_name

@@ -252,3 +252,12 @@ def test_module_doctest() -> None:
     result = doctest.testmod(encode)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_values_round_trip_through_the_decoders() -> None:
+    from sentinel.decode import otlp_json, otlp_proto
+    from sentinel.encode import json_value, proto_value
+
+    value = {"n": 3, "f": 0.25, "ok": True, "xs": ["a", "b"], "nested": {"k": "v"}}
+    assert otlp_proto.any_value(proto_value(value)) == value
+    assert otlp_json.any_value(json_value(value)) == value

@@ -12,26 +12,12 @@ import pytest
 from sentinel.config import PrivacySettings
 from sentinel.decode import Decoder
 from sentinel.decode.genai import SpanMapper
+from sentinel.encode import json_value
 from sentinel.pricing import Pricing
 from sentinel.privacy import Masker
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
-
-
-def json_value(v: Any) -> dict[str, Any]:
-    """A Python value as an OTLP JSON AnyValue (ints as strings, like the Collector)."""
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    if isinstance(v, list | tuple):
-        return {"arrayValue": {"values": [json_value(x) for x in v]}}
-    if isinstance(v, dict):
-        return {"kvlistValue": {"values": [{"key": k, "value": json_value(x)} for k, x in v.items()]}}
-    return {"stringValue": str(v)}
 
 
 def json_span(

@@ -15,6 +15,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from sentinel.decode import Decoder, detect_format
 from sentinel.decode.otlp_proto import any_value
+from sentinel.encode import proto_value
 
 T0 = 1_767_225_600_000_000_000
 TRACE = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -22,18 +23,7 @@ SPAN = bytes.fromhex("00f067aa0ba902b7")
 
 
 def kv(key: str, value: Any) -> KeyValue:
-    v = AnyValue()
-    if isinstance(value, bool):
-        v.bool_value = value
-    elif isinstance(value, int):
-        v.int_value = value
-    elif isinstance(value, float):
-        v.double_value = value
-    elif isinstance(value, list):
-        v.array_value.values.extend(AnyValue(string_value=x) for x in value)
-    else:
-        v.string_value = value
-    return KeyValue(key=key, value=v)
+    return KeyValue(key=key, value=proto_value(value))
 
 
 def build(spans: list[dict[str, Any]], service: str = "billing") -> ExportTraceServiceRequest:
