@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import doctest
 from typing import Any
 
 import orjson
@@ -12,7 +11,6 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from sentinel import encode
 from sentinel.encode import (
     batch_spans,
     event_ids,
@@ -246,12 +244,6 @@ def test_batch_spans_edge_cases() -> None:
     assert list(batch_spans([], max_spans=3)) == []
     with pytest.raises(ValueError, match="max_spans"):
         list(batch_spans([_event(0)], max_spans=0))
-
-
-def test_module_doctest() -> None:
-    result = doctest.testmod(encode)
-    assert result.attempted > 0
-    assert result.failed == 0
 
 
 def test_values_round_trip_through_the_decoders() -> None:
