@@ -48,6 +48,7 @@ import math
 from collections.abc import Container
 from typing import Any
 
+from sentinel.detect.base import reconfigured
 from sentinel.detect.cusum import Cusum
 from sentinel.detect.drift import TokenDrift
 from sentinel.detect.error_rate import ErrorRate
@@ -98,6 +99,12 @@ _WINDOW_UNITS = {
 }
 
 PointDetector = IQRFence | MAD | Percentile | LikelihoodDetector
+_POINT_DETECTORS: dict[str, type[PointDetector]] = {
+    "iqr": IQRFence,
+    "mad": MAD,
+    "percentile": Percentile,
+    "likelihood": LikelihoodDetector,
+}
 
 
 def _natural(metric: str, v: float) -> float:
@@ -128,11 +135,6 @@ def _values(ev: TelemetryEvent, tracked: Container[str]) -> dict[str, float]:
     if ev.cost_usd > 0 and "cost" in tracked:
         out["cost"] = math.log1p(ev.cost_usd * 1e6)
     return out
-
-
-def _set(obj: Any, **params: Any) -> None:
-    for k, v in params.items():
-        setattr(obj, k, v)
 
 
 # Derived settings are pydantic models (≈2 µs to build): made once per settings object, not per window.
@@ -183,52 +185,14 @@ class _Track:
         self.configure(s)
 
     def configure(self, s: DetectionSettings) -> None:
-        zs = s.zscore
-        _set(
-            self.z, alpha=zs.alpha, threshold=zs.threshold, huber_c=zs.huber_c, warmup=zs.warmup, min_sigma=zs.min_sigma
-        )
-        want: type[PointDetector] | None = None
-        params: dict[str, Any] = {}
-        if self.spike and s.spike.method == "iqr":
-            want, params = IQRFence, {"k": s.iqr.k, "alpha": s.iqr.alpha, "warmup": s.iqr.warmup}
-        elif self.spike and s.spike.method == "mad":
-            want, params = MAD, {"threshold": s.mad.threshold, "alpha": s.mad.alpha, "warmup": s.mad.warmup}
-        elif self.spike and s.spike.method == "percentile":
-            p = s.percentile
-            want, params = Percentile, {"q": p.q, "margin": p.margin, "alpha": p.alpha, "warmup": p.warmup}
-        elif self.spike and s.spike.method == "likelihood":
-            lk = s.likelihood
-            want, params = (
-                LikelihoodDetector,
-                {
-                    "threshold": lk.threshold,
-                    "range_tolerance": lk.range_tolerance,
-                    "cooldown": lk.cooldown,
-                    "alpha": lk.alpha,
-                    "short_window": lk.short_window,
-                    "warmup": lk.warmup,
-                },
-            )
-        if want is None:
-            self.alt = None
-        elif (
-            type(self.alt) is not want
-            or (want is Percentile and self.alt.params()["q"] != params["q"])
-            or (want is LikelihoodDetector and self.alt.params()["short_window"] != params["short_window"])
-        ):
-            self.alt = want(**params)
-        else:
-            _set(self.alt, **params)
+        self.z.set_params(dict(s.zscore))
+        point = _POINT_DETECTORS.get(s.spike.method) if self.spike else None
+        # the settings section of a point method has the method's name (iqr, mad, percentile, likelihood)
+        self.alt = None if point is None else reconfigured(self.alt, point, dict(getattr(s, s.spike.method)))
         if s.shift_method == "cusum":
-            c = s.cusum
-            if not isinstance(self.shift, Cusum):
-                self.shift = Cusum()
-            _set(self.shift, k=c.k, h=c.h, clip=c.clip)
+            self.shift = reconfigured(self.shift, Cusum, dict(s.cusum))
         else:
-            e = s.ewma
-            if not isinstance(self.shift, EwmaChart):
-                self.shift = EwmaChart()
-            _set(self.shift, lam=e.lam, L=e.L, clip=e.clip)
+            self.shift = reconfigured(self.shift, EwmaChart, dict(s.ewma))
 
 
 class _WTrack:
@@ -241,7 +205,7 @@ class _WTrack:
         self.run = 0
 
     def configure(self, c: WindowShiftSettings) -> None:
-        _set(self.det, alpha=c.alpha, warmup_windows=c.warmup_windows, min_sigma=c.min_sigma, k=c.k)
+        self.det.set_params(dict(c))
 
     def __getstate__(self) -> tuple[WindowShift, int]:
         return (self.det, self.run)
@@ -329,77 +293,24 @@ class DetectorBank:
                     self.tracks[m] = _Track(s, spike=(m == "latency"))
             else:
                 self.tracks.pop(m, None)
-        d = s.drift
-        for drift in (self.drift_in, self.drift_out):
-            if drift.bins != d.bins:
-                drift.bins = d.bins
-                drift._reset()
-            _set(
-                drift,
-                block_events=d.block_events,
-                psi_threshold=d.psi_threshold,
-                kl_threshold=d.kl_threshold,
-                method=d.method,
-                reference_alpha=d.reference_alpha,
-                reference_blocks=d.reference_blocks,
-                rebaseline_after=d.rebaseline_after,
-                smoothing=d.smoothing,
-            )
+        drift = dict(s.drift)
+        self.drift_in = reconfigured(self.drift_in, TokenDrift, drift)
+        self.drift_out = reconfigured(self.drift_out, TokenDrift, drift)
         j = s.joint
         if not j.enabled:
             self.joint = None
-        elif self.joint is None:
-            self.joint = LatencyGivenTokens(alpha=j.alpha, warmup=j.warmup)
         else:
-            _set(self.joint, alpha=j.alpha, warmup=j.warmup)
+            self.joint = reconfigured(self.joint, LatencyGivenTokens, dict(j))
         h = s.hst
         if not h.enabled:
             self.hst = None
         else:
-            structure = {"n_trees": h.n_trees, "height": h.height, "window_size": h.window_size, "seed": h.seed}
-            if self.hst is None or any(getattr(self.hst, k) != v for k, v in structure.items()):
-                self.hst = HSTOutlier(
-                    **structure,
-                    threshold=h.threshold,
-                    z_range=h.z_range,
-                    warmup=h.warmup,
-                    score_quantile=h.score_quantile,
-                )
-            else:
-                _set(self.hst, threshold=h.threshold, z_range=h.z_range, warmup=h.warmup)
-                if self.hst.score_quantile != h.score_quantile:
-                    self.hst.score_quantile = h.score_quantile
-                    self.hst.scores = EWQuantiles((h.score_quantile,), alpha=0.01, warmup=50)
-        e = s.error_rate
-        _set(
-            self.error,
-            alpha=e.alpha,
-            prior_rate=e.prior_rate,
-            prior_strength=e.prior_strength,
-            p_value=e.p_value,
-            min_errors=e.min_errors,
-            min_ratio=e.min_ratio,
-            min_abs_increase=e.min_abs_increase,
-            warmup_windows=e.warmup_windows,
-            cusum_h=e.cusum_h,
-        )
-        t = s.traffic
-        _set(
-            self.traffic,
-            alpha_level=t.alpha_level,
-            profile_bins=t.profile_bins,
-            alpha_profile=t.alpha_profile,
-            alpha_dispersion=t.alpha_dispersion,
-            p_value=t.p_value,
-            z_threshold=t.z_threshold,
-            min_ratio_spike=t.min_ratio_spike,
-            max_ratio_drop=t.max_ratio_drop,
-            min_expected=t.min_expected,
-            warmup_windows=t.warmup_windows,
-            cusum_k=t.cusum_k,
-            cusum_h=t.cusum_h,
-            hold_z=t.hold_z,
-        )
+            q = self.hst.score_quantile if self.hst is not None else h.score_quantile
+            self.hst = reconfigured(self.hst, HSTOutlier, dict(h))
+            if self.hst.score_quantile != q:  # the score sketch tracks one quantile
+                self.hst.scores = EWQuantiles((h.score_quantile,), alpha=0.01, warmup=50)
+        self.error.set_params(dict(s.error_rate))
+        self.traffic.set_params(dict(s.traffic))
         for m, wt in self.wtracks.items():
             wt.configure(self._wshift_settings(m))
         wl = s.window_likelihood
@@ -407,12 +318,7 @@ class DetectorBank:
             if not (wl.enabled and getattr(wl, m)):
                 self.wlik.pop(m, None)
                 continue
-            det = self.wlik.get(m)
-            params = wl.detector.model_dump()
-            if det is None or det.short_window != params["short_window"]:
-                self.wlik[m] = LikelihoodDetector(**params)
-            else:
-                _set(det, **params)
+            self.wlik[m] = reconfigured(self.wlik.get(m), LikelihoodDetector, dict(wl.detector))
         if self.hst is not None:
             self.hst.features = _HST_FEATURES
 

@@ -83,6 +83,8 @@ class TokenDrift(Detector):
     True
     """
 
+    STRUCTURE = ("bins",)  # their change needs a fresh detector
+
     def __init__(
         self,
         bins: int = 20,

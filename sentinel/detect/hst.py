@@ -95,6 +95,8 @@ class HSTOutlier(Detector):
     True
     """
 
+    STRUCTURE = ("n_trees", "height", "window_size", "seed")  # their change needs a fresh detector
+
     def __init__(
         self,
         n_trees: int = 5,

@@ -124,6 +124,8 @@ class LikelihoodDetector(Detector):
     True
     """
 
+    STRUCTURE = ("short_window",)  # their change needs a fresh detector
+
     def __init__(
         self,
         alpha: float = 0.003,

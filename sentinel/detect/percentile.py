@@ -25,6 +25,8 @@ class Percentile(Detector):
     True
     """
 
+    STRUCTURE = ("q",)  # their change needs a fresh detector
+
     def __init__(self, q: float = 0.99, margin: float = 0.5, alpha: float = 0.02, warmup: int = 50) -> None:
         self.q = q
         self.margin = margin

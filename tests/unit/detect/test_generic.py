@@ -122,3 +122,20 @@ def test_deepcopy_equals_pickle_for_bank_components() -> None:
         q.update(x)
     assert copy.deepcopy(q).q == q.q
     assert len(pickle.dumps(q)) < 400
+
+
+def test_reconfigured_keeps_state_unless_the_structure_changes() -> None:
+    from sentinel.detect.base import reconfigured
+    from sentinel.detect.drift import TokenDrift
+    from sentinel.detect.percentile import Percentile
+
+    det = Percentile(q=0.99, warmup=10)
+    for i in range(200):
+        det.learn_one(float(i % 17))
+    same = reconfigured(det, Percentile, {"q": 0.99, "margin": 2.0, "enabled": True})  # unknown keys ignored
+    assert same is det and same.margin == 2.0
+    assert pickle.dumps(same.clone()) != pickle.dumps(same)  # learned state kept
+    fresh = reconfigured(det, Percentile, {"q": 0.5})
+    assert fresh is not det and fresh.q == 0.5 and pickle.dumps(fresh) == pickle.dumps(fresh.clone())
+    assert isinstance(reconfigured(det, TokenDrift, {"bins": 12}), TokenDrift)  # another type: new detector
+    assert reconfigured(None, TokenDrift, {"bins": 12}).bins == 12
