@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Container
-from typing import Any
+from typing import Any, NoReturn
 
 from sentinel.detect.base import reconfigured
 from sentinel.detect.cusum import Cusum
@@ -232,8 +232,21 @@ class _Burst:
         self.last_emit, self.rank, self.since, self.last_active = st
 
 
+class _Unconfigured:
+    """The settings of a bank restored from a snapshot, until ``apply_settings`` gives it some."""
+
+    def __getattr__(self, name: str) -> NoReturn:
+        if name.startswith("__"):  # introspection (copy, pickle, doctest) asks for dunders
+            raise AttributeError(name)
+        raise RuntimeError("this DetectorBank was restored from a snapshot: call apply_settings(settings) first")
+
+
+_UNCONFIGURED: Any = _Unconfigured()
+
+
 class DetectorBank:
-    """All detectors of one service/model key. Picklable; pickled size ≤ 16 KB.
+    """All detectors of one service/model key. Picklable, ≤ 16 KB: the learned state only,
+    so a bank restored from a snapshot needs :meth:`apply_settings` before use.
 
     >>> from sentinel.models import TelemetryEvent
     >>> bank = DetectorBank(DetectionSettings(), "svc", "gpt-4o")
@@ -276,6 +289,20 @@ class DetectorBank:
         self.bursts: dict[str, _Burst] = {}
         self.wbursts: dict[str, _Burst] = {}
         self.apply_settings(settings)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Learned state only: the settings come from the configuration. A resumed bank gets
+        # apply_settings(current) (operators.detect), so a snapshot need not carry its own
+        # copy of them (~3 KB of every key's ~7 KB).
+        state = self.__dict__.copy()
+        state.pop("settings", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.settings = _UNCONFIGURED
 
     # ------------------------------------------------------------------ settings
 

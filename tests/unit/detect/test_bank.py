@@ -219,6 +219,7 @@ def test_pickled_bank_is_small_after_10k_events() -> None:
     size = len(pickle.dumps(bank))
     assert size <= 16 * 1024, size
     twin = pickle.loads(pickle.dumps(bank))
+    twin.apply_settings(bank.settings)
     ev = _event(rng, T0 + 3001.0, {"lat": 20.0})
     assert [a.to_dict() for a in bank.on_event(ev)] == [a.to_dict() for a in twin.on_event(ev)]
 
@@ -269,3 +270,14 @@ def test_ewma_shift_method() -> None:
     s = DetectionSettings.model_validate({"shift_method": "ewma"})
     anomalies = run(160, rate=2.0, incident=_between(120, 150, {"lat": 1.6}), seed=13, settings=s)
     assert any(a.anomaly_type is AnomalyType.LATENCY_DEGRADATION for a in anomalies)
+
+
+def test_snapshot_holds_learned_state_not_settings() -> None:
+    bank = DetectorBank(DetectionSettings.model_validate({"zscore": {"threshold": 6.0}}), "svc", "m")
+    data = pickle.dumps(bank)
+    assert b"pydantic" not in data and b"DetectionSettings" not in data
+    twin = pickle.loads(data)
+    with pytest.raises(RuntimeError, match="apply_settings"):
+        twin.on_event(_event(random.Random(1), T0, {}))
+    twin.apply_settings(DetectionSettings())
+    assert twin.tracks["latency"].z.threshold == DetectionSettings().zscore.threshold

@@ -72,6 +72,7 @@ def test_quiet_on_stationary_windows_and_small_state() -> None:
     assert _lik(_play(bank, 600, seed=2)) == []
     assert len(pickle.dumps(bank)) <= 16 * 1024
     twin = pickle.loads(pickle.dumps(bank))
+    twin.apply_settings(bank.settings)
     rng = random.Random(9)
     ws = _window(rng, 600, 5.0)
     assert [a.to_dict() for a in bank.on_window(ws)] == [a.to_dict() for a in twin.on_window(ws)]
