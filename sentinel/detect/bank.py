@@ -60,7 +60,7 @@ from sentinel.detect.likelihood import LikelihoodDetector
 from sentinel.detect.mad import MAD
 from sentinel.detect.percentile import Percentile
 from sentinel.detect.quantile import EWQuantiles
-from sentinel.detect.settings import DetectionSettings, ThroughputSettings, WindowShiftSettings
+from sentinel.detect.settings import DetectionSettings, WindowShiftSettings
 from sentinel.detect.traffic import TrafficRate
 from sentinel.detect.window_shift import WindowShift
 from sentinel.detect.zscore import RobustZScore
@@ -135,34 +135,6 @@ def _values(ev: TelemetryEvent, tracked: Container[str]) -> dict[str, float]:
     if ev.cost_usd > 0 and "cost" in tracked:
         out["cost"] = math.log1p(ev.cost_usd * 1e6)
     return out
-
-
-# Derived settings are pydantic models (≈2 µs to build): made once per settings object, not per window.
-_THROUGHPUT_SHIFT: dict[int, tuple[ThroughputSettings, WindowShiftSettings]] = {}
-
-
-def _throughput_shift(p: ThroughputSettings) -> WindowShiftSettings:
-    """The throughput detector's settings in the shape of a window-shift detector's."""
-    hit = _THROUGHPUT_SHIFT.get(id(p))
-    if hit is not None and hit[0] is p:
-        return hit[1]
-    ws = WindowShiftSettings(
-        enabled=p.enabled,
-        alpha=p.alpha,
-        k=p.k,
-        h=p.h,
-        up_ratio=1.0,
-        down_ratio=1.0 - p.min_drop,
-        min_sigma=p.min_sigma,
-        consecutive=p.consecutive,
-        rebaseline_after=p.rebaseline_after,
-        warmup_windows=p.warmup_windows,
-        min_requests=p.min_requests,
-    )
-    if len(_THROUGHPUT_SHIFT) >= 64:
-        _THROUGHPUT_SHIFT.clear()
-    _THROUGHPUT_SHIFT[id(p)] = (p, ws)
-    return ws
 
 
 class _Track:
@@ -920,7 +892,7 @@ class DetectorBank:
         if m == "cost":
             return s.cost_shift
         if m == "output_tokens_per_s":
-            return _throughput_shift(s.throughput)
+            return s.throughput.window_shift
         return s.token_shift
 
     def _shifts_step(self, ws: WindowStats, out: list[AnomalyEvent]) -> None:

@@ -12,7 +12,8 @@ memory of about ``1/alpha`` updates (half-life ``ln 2 / alpha``).
 
 from __future__ import annotations
 
-from typing import Literal
+from functools import cached_property
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -217,6 +218,27 @@ class ThroughputSettings(_Section):
     rebaseline_after: int = Field(default=120, ge=1, description="Flagged windows in a row that become the new normal")
     warmup_windows: int = Field(default=15, ge=2, description="Windows learned before a verdict")
     min_requests: int = Field(default=5, ge=1, description="Windows with fewer successful requests are skipped")
+
+    @cached_property
+    def window_shift(self) -> WindowShiftSettings:
+        """These settings in the shape of the other window-shift detectors' (one-sided: drops only)."""
+        return WindowShiftSettings(
+            enabled=self.enabled,
+            alpha=self.alpha,
+            k=self.k,
+            h=self.h,
+            up_ratio=1.0,
+            down_ratio=1.0 - self.min_drop,
+            min_sigma=self.min_sigma,
+            consecutive=self.consecutive,
+            rebaseline_after=self.rebaseline_after,
+            warmup_windows=self.warmup_windows,
+            min_requests=self.min_requests,
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        self.__dict__.pop("window_shift", None)  # derived from the fields: worked out again on next use
 
 
 class WindowShiftSettings(_Section):

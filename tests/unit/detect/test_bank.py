@@ -281,3 +281,12 @@ def test_snapshot_holds_learned_state_not_settings() -> None:
         twin.on_event(_event(random.Random(1), T0, {}))
     twin.apply_settings(DetectionSettings())
     assert twin.tracks["latency"].z.threshold == DetectionSettings().zscore.threshold
+
+
+def test_throughput_window_shift_settings_are_derived_once_and_follow_changes() -> None:
+    t = DetectionSettings().throughput
+    ws = t.window_shift
+    assert ws is t.window_shift  # built once, not per window
+    assert (ws.up_ratio, ws.down_ratio, ws.h) == (1.0, 1.0 - t.min_drop, t.h)
+    t.min_drop = 0.5
+    assert t.window_shift.down_ratio == 0.5
