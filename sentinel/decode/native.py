@@ -98,10 +98,12 @@ def record_to_event(d: dict[str, Any], pricing: Pricing, masker: Masker) -> tupl
     input_tokens = _integer(d, "input_tokens")
     output_tokens = _integer(d, "output_tokens")
 
-    is_error = d.get("is_error")
+    field = "is_error"
+    is_error = d.get(field)
     error_type = _text(d, "error_type")
     if is_error is None:
-        err = d.get("error")
+        field = "error"  # the fallback: a flag, or the error's text
+        err = d.get(field)
         if isinstance(err, str):
             is_error, error_type = bool(err), error_type or err or None
         else:
@@ -109,7 +111,8 @@ def record_to_event(d: dict[str, Any], pricing: Pricing, masker: Masker) -> tupl
     if is_error is None:
         is_error = False
     elif not isinstance(is_error, bool):
-        raise SpanError(f"native: field 'is_error' must be a boolean, got {type(is_error).__name__}")
+        wanted = "a boolean or text" if field == "error" else "a boolean"
+        raise SpanError(f"native: field '{field}' must be {wanted}, got {type(is_error).__name__}")
 
     priced = True
     cost = _number(d, "cost_usd", None)
