@@ -23,7 +23,7 @@ Modules: :mod:`~sentinel.decode.genai` (attribute mapping, shared),
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import orjson
 
@@ -51,29 +51,37 @@ def _first_byte(payload: bytes) -> int | None:
     return head[0] if head else None
 
 
-def detect_format(payload: bytes) -> Format | None:
-    """Guess a message's encoding from its bytes, cheaply; ``None`` when it is none of ours.
+def _sniff(payload: bytes) -> tuple[Format, Any]:
+    """(format, the parsed JSON or ``None``) of a message; raises :class:`MessageError` if it is none of ours.
 
-    JSON when the first non-blank byte is ``{`` or ``[`` (OTLP JSON when it mentions
-    ``resourceSpans``/``resource_spans``, else native); protobuf when it starts with
-    the ``resource_spans`` tag. A protobuf request can also start with ``\\n{`` (tag
-    then a length of 123), so such a payload is JSON only if it parses as JSON.
+    JSON when the first non-blank byte is ``{`` or ``[`` and it parses (OTLP JSON when it
+    is an object with ``resourceSpans``/``resource_spans``, else native); protobuf when it
+    starts with the ``resource_spans`` tag. A protobuf request can also start with ``\\n{``
+    (the tag, then a length of 123), so such a payload is protobuf when it is not JSON.
     """
     first = _first_byte(payload)
     if first is None:
-        return None
-    if first in b"{[":
+        raise MessageError("empty message (whitespace only)")
+    if first not in b"{[":
         if payload[0] == _PROTO_TAG:
-            try:
-                orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                return "otlp_proto"
-        if first == ord("{") and (b'"resourceSpans"' in payload or b'"resource_spans"' in payload):
-            return "otlp_json"
-        return "native"
-    if payload[0] == _PROTO_TAG:
-        return "otlp_proto"
-    return None
+            return "otlp_proto", None
+        shown = chr(first) if 32 <= first < 127 else f"0x{first:02x}"
+        raise MessageError(f"unrecognised message: not JSON and not OTLP protobuf (first byte {shown})")
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        if payload[0] == _PROTO_TAG:
+            return "otlp_proto", None
+        raise MessageError(_json_reason(e)) from None
+    return ("otlp_json" if is_otlp_json(obj) else "native"), obj
+
+
+def detect_format(payload: bytes) -> Format | None:
+    """A message's encoding as :class:`Decoder` (``fmt="auto"``) reads it; ``None`` when it is none of ours."""
+    try:
+        return _sniff(payload)[0]
+    except MessageError:
+        return None
 
 
 def _json_reason(e: orjson.JSONDecodeError) -> str:
@@ -133,24 +141,29 @@ class Decoder:
         fmt = self.fmt
         if fmt == "otlp_proto":
             return decode_otlp_proto(payload, self._mapper, source)
-        first = _first_byte(payload)
-        if first is None:
-            raise MessageError("empty message (whitespace only)")
-        if fmt == "auto" and first not in b"{[":
-            if payload[0] == _PROTO_TAG:
-                return decode_otlp_proto(payload, self._mapper, source)
-            shown = chr(first) if 32 <= first < 127 else f"0x{first:02x}"
-            raise MessageError(f"unrecognised message: not JSON and not OTLP protobuf (first byte {shown})")
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError as e:
-            if fmt == "auto" and payload[0] == _PROTO_TAG:  # "\n{…" can be protobuf
-                return decode_otlp_proto(payload, self._mapper, source)
-            raise MessageError(_json_reason(e)) from None
+        if fmt == "auto":
+            fmt, obj = _sniff(payload)
+            if fmt == "otlp_proto":
+                try:
+                    return decode_otlp_proto(payload, self._mapper, source)
+                except MessageError:
+                    if _first_byte(payload) not in b"{[":
+                        raise
+                    # "\n{…" that is neither: as it looks like JSON, the JSON error says more
+                    try:
+                        orjson.loads(payload)
+                    except orjson.JSONDecodeError as e:
+                        raise MessageError(f"{_json_reason(e)} (nor is it OTLP protobuf)") from None
+                    raise
+        else:
+            if _first_byte(payload) is None:
+                raise MessageError("empty message (whitespace only)")
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError as e:
+                raise MessageError(_json_reason(e)) from None
         if fmt == "otlp_json":
             if not is_otlp_json(obj):
                 raise MessageError("otlp_json: expected an object with 'resourceSpans'")
-            return decode_otlp_json(obj, self._mapper, source)
-        if fmt == "auto" and is_otlp_json(obj):
             return decode_otlp_json(obj, self._mapper, source)
         return decode_native(obj, self.pricing, self.masker, source, raw=payload)

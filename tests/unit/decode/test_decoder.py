@@ -27,6 +27,8 @@ from sentinel.decode import Decoder, DecodeResult, detect_format
         (b"   ", None),
         (b"hello", None),
         (b"\x1f\x8b\x08", None),  # gzip
+        (b'{"service": "a", "note": "resourceSpans"}', "native"),  # as the decoder reads it: by shape
+        (b'{"resourceSpans": [', None),  # broken JSON is none of ours
     ],
 )
 def test_detect_format(payload: bytes, fmt: str | None) -> None:
@@ -54,6 +56,7 @@ def assert_one_dead(res: DecodeResult, payload: bytes, source: str | None, reaso
         (gzip.compress(b"{}"), "unrecognised message"),
         (b'{"resourceSpans": {}}', "otlp_json: resourceSpans must be an array, got dict"),
         (b"{}", "native: missing required field 'service'"),
+        (b'\n{"service": "a", "model": ', "invalid JSON: unexpected end of data"),  # "\n{" could be protobuf
     ],
 )
 def test_unreadable_message_is_one_dead_letter(decoder: Decoder, payload: bytes, reason: str) -> None:
