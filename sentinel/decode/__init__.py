@@ -147,7 +147,8 @@ class Decoder:
                 try:
                     return decode_otlp_proto(payload, self._mapper, source)
                 except MessageError:
-                    if _first_byte(payload) not in b"{[":
+                    first = _first_byte(payload)
+                    if first is None or first not in b"{[":
                         raise
                     # "\n{…" that is neither: as it looks like JSON, the JSON error says more
                     try:
