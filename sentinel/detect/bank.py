@@ -464,13 +464,27 @@ class DetectorBank:
                 if a_ev is not None:
                     out.append(a_ev)
         # sustained shift (per event: only when configured; by default judged per window)
-        if not s.event_shift:
-            if flagged:
-                return z  # a point outlier is not learned
-            tr.z.learn_one(x)
-            if alt is not None:
-                alt.learn_one(x)
+        if s.event_shift and self._shift_step(m, tr, x, z, t, out):
+            return z  # held inside a sustained shift: not learned
+        # a point outlier is not learned, but a long enough run of them is a new level
+        if flagged:
+            if tr.run == 0:
+                tr.run_t0 = t
+            tr.run += 1
+            tr.run_sum += x
+            if tr.run >= s.rebaseline_after and t - tr.run_t0 >= s.rebaseline_min_s:
+                tr.z.rebaseline(tr.run_sum / tr.run)
+                tr.run, tr.run_sum = 0, 0.0
             return z
+        tr.run, tr.run_sum = 0, 0.0
+        tr.z.learn_one(x)
+        if alt is not None:
+            alt.learn_one(x)
+        return z
+
+    def _shift_step(self, m: str, tr: _Track, x: float, z: float, t: float, out: list[AnomalyEvent]) -> bool:
+        """Per-event shift chart and hold; True while the track holds (the event is not learned)."""
+        s = self.settings
         up_t, dn_t = _SHIFT_TYPES[m]
         if isinstance(tr.shift, Cusum):
             hi, lo = tr.shift.step(z)
@@ -503,8 +517,7 @@ class DetectorBank:
                     out.append(a_ev)
             if tr.hold == 0 or tr.hold_dir != alarm:
                 tr.hold, tr.hold_dir, tr.hold_sum, tr.hold_ez, tr.hold_t0 = 1, alarm, x, float(alarm), t
-                return z
-        # learning
+                return True
         if tr.hold:
             tr.hold += 1
             tr.hold_sum += x
@@ -517,23 +530,10 @@ class DetectorBank:
                 tr.shift.reset()
                 tr.hold = 0
                 tr.hold_dir = 0
-                return z
+                return True
             else:
-                return z
-        if flagged:
-            if tr.run == 0:
-                tr.run_t0 = t
-            tr.run += 1
-            tr.run_sum += x
-            if tr.run >= s.rebaseline_after and t - tr.run_t0 >= s.rebaseline_min_s:
-                tr.z.rebaseline(tr.run_sum / tr.run)
-                tr.run, tr.run_sum = 0, 0.0
-            return z
-        tr.run, tr.run_sum = 0, 0.0
-        tr.z.learn_one(x)
-        if alt is not None:
-            alt.learn_one(x)
-        return z
+                return True
+        return False
 
     def _drift_step(
         self, d: TokenDrift, kind: AnomalyType, metric: str, x: int, t: float, out: list[AnomalyEvent]

@@ -290,3 +290,21 @@ def test_throughput_window_shift_settings_are_derived_once_and_follow_changes() 
     assert (ws.up_ratio, ws.down_ratio, ws.h) == (1.0, 1.0 - t.min_drop, t.h)
     t.min_drop = 0.5
     assert t.window_shift.down_ratio == 0.5
+
+
+def test_a_lasting_latency_level_becomes_the_baseline() -> None:
+    """Every call flagged for hours is a new normal, not hours of spikes (per-event shifts off, the default)."""
+    rng = random.Random(8)
+    s = DetectionSettings()
+    assert not s.event_shift
+    bank = DetectorBank(s, "svc", "m")
+    for i in range(3_600):
+        bank.on_event(_event(rng, T0 + i, {}))
+    before = bank.tracks["latency"].z.mean
+    late: list[AnomalyEvent] = []
+    for i in range(3_600, 4 * 3_600):
+        out = bank.on_event(_event(rng, T0 + i, {"lat": 20.0}))
+        if i >= 2 * 3_600:
+            late += [a for a in out if a.anomaly_type is AnomalyType.LATENCY_SPIKE]
+    assert late == []
+    assert bank.tracks["latency"].z.mean - before == pytest.approx(math.log(20.0), abs=0.15)
