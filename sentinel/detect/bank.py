@@ -59,7 +59,6 @@ from sentinel.detect.joint import LatencyGivenTokens
 from sentinel.detect.likelihood import LikelihoodDetector
 from sentinel.detect.mad import MAD
 from sentinel.detect.percentile import Percentile
-from sentinel.detect.quantile import EWQuantiles
 from sentinel.detect.settings import DetectionSettings, WindowShiftSettings
 from sentinel.detect.traffic import TrafficRate
 from sentinel.detect.window_shift import WindowShift
@@ -304,10 +303,7 @@ class DetectorBank:
         if not h.enabled:
             self.hst = None
         else:
-            q = self.hst.score_quantile if self.hst is not None else h.score_quantile
             self.hst = reconfigured(self.hst, HSTOutlier, dict(h))
-            if self.hst.score_quantile != q:  # the score sketch tracks one quantile
-                self.hst.scores = EWQuantiles((h.score_quantile,), alpha=0.01, warmup=50)
         self.error.set_params(dict(s.error_rate))
         self.traffic.set_params(dict(s.traffic))
         for m, wt in self.wtracks.items():

@@ -53,6 +53,11 @@ class Detector:
         for name in _param_names(type(self)):
             if name in values:
                 setattr(self, name, values[name])
+        self._configure()
+
+    def _configure(self) -> None:
+        """Bring state derived from the parameters (a nested sketch's rate, a table's size) in line
+        with them after :meth:`set_params`; learned values are kept where the shape allows."""
 
     def clone(self) -> Self:
         """A fresh detector with the same parameters and no learned state."""

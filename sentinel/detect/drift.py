@@ -133,9 +133,11 @@ class TokenDrift(Detector):
         q = _norm(ref, self.smoothing)
         return psi(p, q), kl_divergence(p, q)
 
-    def _complete(self, x: int) -> list[int] | None:
-        if len(self.block) != self.bins:
+    def _configure(self) -> None:
+        if len(self.block) != self.bins:  # another grid: nothing learned on the old one applies
             self._reset()
+
+    def _complete(self, x: int) -> list[int] | None:
         if self.filled + 1 < self.block_events:
             return None
         block = list(self.block)
@@ -157,7 +159,7 @@ class TokenDrift(Detector):
         Most events only count into the open block; they take a short path.
         """
         filled = self.filled
-        if filled + 1 < self.block_events and len(self.block) == self.bins:
+        if filled + 1 < self.block_events:
             self.block[log2_bin(x, self.bins)] += 1
             self.filled = filled + 1
             return None

@@ -127,9 +127,13 @@ class HSTOutlier(Detector):
         self.r_mass: array[int] | None = None  # None during the first window (river's _first_window)
         self.scores = EWQuantiles((self.score_quantile,), alpha=0.01, warmup=50)
 
+    def _configure(self) -> None:
+        if self.scores.probs != (self.score_quantile,):  # the score sketch tracks one quantile
+            self.scores = EWQuantiles((self.score_quantile,), alpha=0.01, warmup=50)
+
     def limit(self) -> float:
         """The flagging limit: the larger of ``threshold`` and the learned ``score_quantile`` of scores."""
-        q = self.scores.get(self.score_quantile) if self.scores.probs == (self.score_quantile,) else None
+        q = self.scores.get(self.score_quantile)
         return self.threshold if q is None else max(self.threshold, q)
 
     def is_anomaly(self, score: float | None) -> bool:

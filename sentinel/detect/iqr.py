@@ -37,6 +37,9 @@ class IQRFence(Detector):
     def _reset(self) -> None:
         self.sketch = EWQuantiles((0.25, 0.5, 0.75), alpha=self.alpha, warmup=self.warmup)
 
+    def _configure(self) -> None:
+        self.sketch.alpha, self.sketch.warmup = self.alpha, self.warmup
+
     @property
     def threshold(self) -> float:
         return self.k

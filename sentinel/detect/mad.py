@@ -36,6 +36,10 @@ class MAD(Detector):
         self.median = EWQuantiles((0.5,), alpha=self.alpha, warmup=self.warmup)
         self.dev = EWQuantiles((0.5,), alpha=self.alpha, warmup=self.warmup)
 
+    def _configure(self) -> None:
+        for sketch in (self.median, self.dev):
+            sketch.alpha, sketch.warmup = self.alpha, self.warmup
+
     def expected(self) -> float | None:
         return self.median.get(0.5)
 

@@ -37,6 +37,9 @@ class Percentile(Detector):
     def _reset(self) -> None:
         self.sketch = EWQuantiles((1.0 - self.q, 0.5, self.q), alpha=self.alpha, warmup=self.warmup)
 
+    def _configure(self) -> None:
+        self.sketch.alpha, self.sketch.warmup = self.alpha, self.warmup
+
     @property
     def threshold(self) -> float:
         return self.margin

@@ -128,13 +128,15 @@ class TrafficRate(Detector):
     def threshold(self) -> float:
         return self.z_threshold
 
+    def _configure(self) -> None:
+        if len(self.profile) != self.profile_bins:  # a new time-of-day grid: its profile is learned afresh
+            self.profile = [None] * self.profile_bins
+            self.first_day = [-1] * self.profile_bins
+
     def _bin(self, t: float) -> int:
         return int((t % _DAY) / (_DAY / self.profile_bins)) % self.profile_bins
 
     def _seasonal(self, t: float, length: float) -> float:
-        if len(self.profile) != self.profile_bins:  # profile_bins changed at runtime
-            self.profile = [None] * self.profile_bins
-            self.first_day = [-1] * self.profile_bins
         day = int(t // _DAY)
         lag = length * (1.0 - self.alpha_level) / self.alpha_level
         b_now, b_lag = self._bin(t), self._bin(t - lag)
@@ -214,9 +216,6 @@ class TrafficRate(Detector):
             self.level += self.alpha_level * d
         b = self._bin(t)
         day = int(t // _DAY)
-        if len(self.profile) != self.profile_bins:
-            self.profile = [None] * self.profile_bins
-            self.first_day = [-1] * self.profile_bins
         cur = self.profile[b]
         if cur is None:
             self.profile[b] = x

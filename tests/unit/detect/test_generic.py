@@ -139,3 +139,21 @@ def test_reconfigured_keeps_state_unless_the_structure_changes() -> None:
     assert fresh is not det and fresh.q == 0.5 and pickle.dumps(fresh) == pickle.dumps(fresh.clone())
     assert isinstance(reconfigured(det, TokenDrift, {"bins": 12}), TokenDrift)  # another type: new detector
     assert reconfigured(None, TokenDrift, {"bins": 12}).bins == 12
+
+
+def test_new_parameters_reach_the_state_built_from_them() -> None:
+    from sentinel.detect.base import reconfigured
+    from sentinel.detect.hst import HSTOutlier
+    from sentinel.detect.iqr import IQRFence
+    from sentinel.detect.mad import MAD
+    from sentinel.detect.traffic import TrafficRate
+
+    iqr = reconfigured(IQRFence(), IQRFence, {"alpha": 0.2, "warmup": 7})
+    assert (iqr.sketch.alpha, iqr.sketch.warmup) == (0.2, 7)
+    mad = reconfigured(MAD(), MAD, {"alpha": 0.1})
+    assert mad.median.alpha == mad.dev.alpha == 0.1
+    hst = HSTOutlier()
+    same = reconfigured(hst, HSTOutlier, {"score_quantile": 0.9})
+    assert same is hst and hst.scores.probs == (0.9,)
+    traffic = reconfigured(TrafficRate(), TrafficRate, {"profile_bins": 24})
+    assert len(traffic.profile) == len(traffic.first_day) == 24
