@@ -228,7 +228,7 @@ def likelihood_cost(n: int = 200_000) -> dict[str, float]:
     """µs per score_one + learn_one on a log-normal latency-like stream, and pickled size."""
     rng = random.Random(0)
     xs = [rng.gauss(0.0, 0.6) + (2.0 if rng.random() < 0.001 else 0.0) for _ in range(n)]
-    det = LikelihoodDetector.from_settings(bank_window_settings())
+    det = LikelihoodDetector.from_params(dict(bank_window_settings()))
     t0 = time.perf_counter()
     for x in xs:
         det.score_one(x)

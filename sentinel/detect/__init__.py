@@ -16,7 +16,7 @@ module                 detector
 ``ewma``               :class:`EwmaChart` — EWMA control chart
 ``error_rate``         :class:`ErrorRate` — binomial tail vs beta baseline
 ``traffic``            :class:`TrafficRate` — Poisson vs time-of-day rate
-``throughput``         :class:`ThroughputDrop` — window tokens/s drop
+``window_shift``       :class:`WindowShift` — window means vs a size-aware baseline (latency, tokens/s, cost)
 ``drift``              :class:`TokenDrift` — PSI / KL of log2 token histograms
 ``joint``              :class:`LatencyGivenTokens` — latency given output tokens (multivariate)
 ``likelihood``         :class:`LikelihoodDetector` — anomaly likelihood (NAB), optional spike detector
@@ -38,7 +38,6 @@ from sentinel.detect.mad import MAD
 from sentinel.detect.percentile import Percentile
 from sentinel.detect.quantile import EWQuantiles
 from sentinel.detect.settings import DetectionSettings
-from sentinel.detect.throughput import ThroughputDrop
 from sentinel.detect.traffic import TrafficRate
 from sentinel.detect.zscore import RobustZScore
 
@@ -57,7 +56,6 @@ __all__ = [
     "LikelihoodDetector",
     "Percentile",
     "RobustZScore",
-    "ThroughputDrop",
     "TokenDrift",
     "TrafficRate",
 ]

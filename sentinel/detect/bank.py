@@ -88,7 +88,6 @@ _UNITS = {
 _HST_FEATURES = ("latency", "output_tokens", "output_tokens_per_s")  # sorted: HST feature order
 
 # window aggregate -> (type for an upward shift, type for a downward shift): the same as per event
-_WINDOW_SHIFTS = _SHIFT_TYPES
 _WINDOW_UNITS = {
     "latency": "latency_p50_ms",
     "output_tokens_per_s": "output_tokens_per_s",
@@ -250,8 +249,7 @@ class DetectorBank:
         self.error_held = 0
         self.traffic = TrafficRate()
         self.traffic_run = 0  # signed: +n spikes / −n drops in a row
-        self.traffic_recent: list[int] = []  # counts of the last contiguous windows (multi-window test)
-        self.wtracks: dict[str, _WTrack] = {m: _WTrack() for m in _WINDOW_SHIFTS}
+        self.wtracks: dict[str, _WTrack] = {m: _WTrack() for m in _SHIFT_TYPES}
         self.wlik: dict[str, LikelihoodDetector] = {}  # anomaly likelihood of window series
         self.last_window_end: float | None = None
         # cooldown/duration state, one dict per path: the event path and the window path
@@ -895,7 +893,7 @@ class DetectorBank:
         """Latency p50, throughput, tokens and cost per request of the window vs their baselines."""
         ok = ws.requests - ws.errors
         win = (ws.start, ws.end)
-        for m, (up_t, dn_t) in _WINDOW_SHIFTS.items():
+        for m, (up_t, dn_t) in _SHIFT_TYPES.items():
             c = self._wshift_settings(m)
             if not c.enabled:
                 continue

@@ -136,9 +136,6 @@ class HSTOutlier(Detector):
         q = self.scores.get(self.score_quantile)
         return self.threshold if q is None else max(self.threshold, q)
 
-    def is_anomaly(self, score: float | None) -> bool:
-        return score is not None and score > self.limit()
-
     def scale(self, zs: Sequence[float]) -> list[float]:
         """Robust z-values → unit-cube coordinates."""
         s = 0.5 / self.z_range

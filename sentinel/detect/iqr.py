@@ -44,9 +44,6 @@ class IQRFence(Detector):
     def threshold(self) -> float:
         return self.k
 
-    def expected(self) -> float | None:
-        return self.sketch.get(0.5)
-
     def score_one(self, x: float) -> float | None:
         if not self.sketch.ready:
             return None

@@ -161,10 +161,6 @@ class LikelihoodDetector(Detector):
         self.cooldown = cooldown
         self._reset()
 
-    @classmethod
-    def from_settings(cls, s: LikelihoodSettings) -> LikelihoodDetector:
-        return cls(**s.model_dump())
-
     def _reset(self) -> None:
         self.n = 0
         self.mean = 0.0

@@ -40,9 +40,6 @@ class MAD(Detector):
         for sketch in (self.median, self.dev):
             sketch.alpha, sketch.warmup = self.alpha, self.warmup
 
-    def expected(self) -> float | None:
-        return self.median.get(0.5)
-
     def score_one(self, x: float) -> float | None:
         if not self.dev.ready:
             return None

@@ -44,9 +44,6 @@ class Percentile(Detector):
     def threshold(self) -> float:
         return self.margin
 
-    def expected(self) -> float | None:
-        return self.sketch.get(self.q)
-
     def score_one(self, x: float) -> float | None:
         if not self.sketch.ready:
             return None

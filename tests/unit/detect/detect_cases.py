@@ -17,11 +17,11 @@ from sentinel.detect import (
     LatencyGivenTokens,
     Percentile,
     RobustZScore,
-    ThroughputDrop,
     TokenDrift,
     TrafficRate,
 )
 from sentinel.detect.quantile import EWQuantiles
+from sentinel.detect.window_shift import WindowShift
 
 Stream = Callable[[random.Random], Iterator[tuple[Any, ...]]]
 
@@ -49,9 +49,11 @@ def _traffic(rng: random.Random) -> Iterator[tuple[Any, ...]]:
         yield (t, max(0, int(rng.gauss(300, 20))), 60.0)
 
 
-def _tps(rng: random.Random) -> Iterator[tuple[Any, ...]]:
+def _window_means(rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    """(log mean of a window, its request count)."""
     while True:
-        yield (math.exp(rng.gauss(4.0, 0.1)),)
+        n = rng.randint(5, 200)
+        yield (rng.gauss(4.0, 0.5 / math.sqrt(n)), n)
 
 
 def _pairs(rng: random.Random) -> Iterator[tuple[Any, ...]]:
@@ -75,9 +77,9 @@ DETECTORS: dict[str, tuple[Callable[[], Any], Stream, int, int]] = {
     "EwmaChart": (lambda: EwmaChart(warmup=30), _scalar, 30, 900),
     "ErrorRate": (lambda: ErrorRate(warmup_windows=5), _errors, 5, 700),
     "TrafficRate": (lambda: TrafficRate(warmup_windows=10), _traffic, 10, 2500),
-    "ThroughputDrop": (lambda: ThroughputDrop(warmup_windows=10), _tps, 10, 900),
     "TokenDrift": (lambda: TokenDrift(block_events=100), _tokens, 299, 1800),
     "LatencyGivenTokens": (lambda: LatencyGivenTokens(warmup=50), _pairs, 50, 600),
+    "WindowShift": (lambda: WindowShift(warmup_windows=10), _window_means, 10, 600),
     "HSTOutlier": (lambda: HSTOutlier(warmup=200), _vector, 200, 8000),
 }
 

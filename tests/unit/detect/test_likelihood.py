@@ -93,7 +93,7 @@ def test_score_before_learn_score_does_not_mutate() -> None:
 
 def test_settings_round_trip_and_validation() -> None:
     s = LikelihoodSettings()
-    det = LikelihoodDetector.from_settings(s)
+    det = LikelihoodDetector.from_params(dict(s))
     assert det.params() == s.model_dump()
     assert det.params() == LikelihoodDetector().params()  # defaults agree
     for name, field in LikelihoodSettings.model_fields.items():
