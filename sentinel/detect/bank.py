@@ -135,6 +135,12 @@ def _values(ev: TelemetryEvent, tracked: Container[str]) -> dict[str, float]:
     return out
 
 
+def _k_of_n(bits: int, flag: bool, n: int) -> tuple[int, int]:
+    """The last ``n`` flags as bits, with ``flag`` pushed in, and how many of them are set."""
+    bits = ((bits << 1) | flag) & ((1 << n) - 1)
+    return bits, bits.bit_count()
+
+
 class _Track:
     """Per-metric state: baseline, point detector, shift chart, persistence and hold."""
 
@@ -324,6 +330,7 @@ class DetectorBank:
 
     def _emit(
         self,
+        out: list[AnomalyEvent],
         kind: AnomalyType,
         t: float,
         method: DetectionMethod,
@@ -334,7 +341,8 @@ class DetectorBank:
         score: float,
         details: dict[str, Any],
         window: tuple[float, float] | None = None,
-    ) -> AnomalyEvent | None:
+    ) -> None:
+        """Append the anomaly to ``out`` unless its cooldown holds it back (a higher severity passes)."""
         s = self.settings
         # the window path has its own cooldown state: no state is shared between the two paths
         bursts = self.wbursts if window is not None else self.bursts
@@ -349,25 +357,27 @@ class DetectorBank:
         if duration >= s.escalate_after_s:
             sev = sev.bump()
         if t - b.last_emit < s.cooldown_s and sev.rank <= b.rank:
-            return None
+            return
         b.last_emit = t
         b.rank = sev.rank
         details = {**details, "duration_s": round(duration, 3)}
-        return AnomalyEvent(
-            timestamp=t,
-            service=self.service,
-            model=self.model,
-            anomaly_type=kind,
-            severity=sev,
-            detection_method=method,
-            metric=metric,
-            observed=float(observed),
-            expected=float(expected),
-            threshold=float(threshold),
-            score=float(score),
-            window_start=window[0] if window else None,
-            window_end=window[1] if window else None,
-            details=details,
+        out.append(
+            AnomalyEvent(
+                timestamp=t,
+                service=self.service,
+                model=self.model,
+                anomaly_type=kind,
+                severity=sev,
+                detection_method=method,
+                metric=metric,
+                observed=float(observed),
+                expected=float(expected),
+                threshold=float(threshold),
+                score=float(score),
+                window_start=window[0] if window else None,
+                window_end=window[1] if window else None,
+                details=details,
+            )
         )
 
     # ------------------------------------------------------------------ per event
@@ -434,11 +444,10 @@ class DetectorBank:
             up = z > zthr
             pscore, pthr, pmethod = z, zthr, DetectionMethod.ZSCORE
         if tr.spike and s.spike.enabled:
-            mask = (1 << s.spike.n) - 1
-            tr.bits = ((tr.bits << 1) | int(up)) & mask
-            hits = tr.bits.bit_count()
+            tr.bits, hits = _k_of_n(tr.bits, up, s.spike.n)
             if up and hits >= s.spike.k:
-                a_ev = self._emit(
+                self._emit(
+                    out,
                     T.LATENCY_SPIKE,
                     t,
                     pmethod,
@@ -455,8 +464,6 @@ class DetectorBank:
                         "point_method": s.spike.method,
                     },
                 )
-                if a_ev is not None:
-                    out.append(a_ev)
         # sustained shift (per event: only when configured; by default judged per window)
         if s.event_shift and self._shift_step(m, tr, x, z, t, out):
             return z  # held inside a sustained shift: not learned
@@ -491,7 +498,8 @@ class DetectorBank:
         if alarm:
             kind = up_t if alarm > 0 else dn_t
             if kind is not None:
-                a_ev = self._emit(
+                self._emit(
+                    out,
                     kind,
                     t,
                     smethod,
@@ -507,8 +515,6 @@ class DetectorBank:
                         "shift_sigma": round(tr.hold_ez, 3) if tr.hold else None,
                     },
                 )
-                if a_ev is not None:
-                    out.append(a_ev)
             if tr.hold == 0 or tr.hold_dir != alarm:
                 tr.hold, tr.hold_dir, tr.hold_sum, tr.hold_ez, tr.hold_t0 = 1, alarm, x, float(alarm), t
                 return True
@@ -542,7 +548,8 @@ class DetectorBank:
         if d.drifted_run < ds.consecutive and score < ds.strong * d.threshold:
             return  # one moderately drifted block is not yet a drift (a strong one is)
         exp_bin = max(range(len(ref)), key=ref.__getitem__)
-        a_ev = self._emit(
+        self._emit(
+            out,
             kind,
             t,
             DetectionMethod.PSI if d.method == "psi" else DetectionMethod.KL,
@@ -559,8 +566,6 @@ class DetectorBank:
                 "reference_mode_bin": exp_bin,
             },
         )
-        if a_ev is not None:
-            out.append(a_ev)
 
     def _joint_step(self, x: float, y: float, zl: float | None, t: float, out: list[AnomalyEvent]) -> None:
         """Latency given output tokens: incongruent pairs, k of the last n → multivariate outlier."""
@@ -574,15 +579,15 @@ class DetectorBank:
             flagged = (zl is None or abs(zl) < js.latency_z_max) and (
                 (zr < -js.threshold and zx > js.x_min) or (zr > js.threshold and zx < -js.x_min)
             )
-        self.joint_bits = ((self.joint_bits << 1) | int(flagged)) & ((1 << js.n) - 1)
+        self.joint_bits, hits = _k_of_n(self.joint_bits, flagged, js.n)
         if not flagged:
             j.learn_one(x, y)
             return
-        hits = self.joint_bits.bit_count()
         if hits < js.k or sc is None:
             return
         zr, zx = sc
-        a_ev = self._emit(
+        self._emit(
+            out,
             T.MULTIVARIATE_OUTLIER,
             t,
             DetectionMethod.REGRESSION,
@@ -602,8 +607,6 @@ class DetectorBank:
                 "window_n": js.n,
             },
         )
-        if a_ev is not None:
-            out.append(a_ev)
 
     def _hst_step(self, zl: float, zo: float, zt: float, t: float, out: list[AnomalyEvent]) -> None:
         h = self.hst
@@ -615,13 +618,12 @@ class DetectorBank:
         if score is not None:
             flagged = score > h.limit()
             h.calibrate(score)
-        mask = (1 << hs.n) - 1
-        self.hst_bits = ((self.hst_bits << 1) | int(flagged)) & mask
+        self.hst_bits, hits = _k_of_n(self.hst_bits, flagged, hs.n)
         if flagged and score is not None:
-            hits = self.hst_bits.bit_count()
             if hits >= hs.k:
                 limit = h.limit()
-                a_ev = self._emit(
+                self._emit(
+                    out,
                     T.MULTIVARIATE_OUTLIER,
                     t,
                     DetectionMethod.HST,
@@ -640,8 +642,6 @@ class DetectorBank:
                         },
                     },
                 )
-                if a_ev is not None:
-                    out.append(a_ev)
             return  # flagged points are not learned
         h.learn_u(u, calibrate=False)
 
@@ -703,7 +703,8 @@ class DetectorBank:
         else:
             kind, unit = (T.TRAFFIC_SPIKE if up else T.TRAFFIC_DROP), "requests"
             observed, expected = y, base
-        a_ev = self._emit(
+        self._emit(
+            out,
             kind,
             t,
             DetectionMethod.LIKELIHOOD,
@@ -721,8 +722,6 @@ class DetectorBank:
             },
             win,
         )
-        if a_ev is not None:
-            out.append(a_ev)
 
     def _traffic_step(self, ws: WindowStats, length: float, out: list[AnomalyEvent]) -> None:
         ts = self.settings.traffic
@@ -773,7 +772,8 @@ class DetectorBank:
             return
         alarm = tr.accumulate(v)
         if alarm:
-            a_ev = self._emit(
+            self._emit(
+                out,
                 T.TRAFFIC_SPIKE if alarm > 0 else T.TRAFFIC_DROP,
                 t,
                 DetectionMethod.CUSUM,
@@ -792,8 +792,6 @@ class DetectorBank:
                 },
                 window,
             )
-            if a_ev is not None:
-                out.append(a_ev)
         if tr.should_learn(v):
             tr.held = 0
             tr.learn_one(t, count, length)
@@ -805,7 +803,8 @@ class DetectorBank:
     def _traffic_emit(
         self, v: Any, t: float, window: tuple[float, float], windows: int, out: list[AnomalyEvent]
     ) -> None:
-        a_ev = self._emit(
+        self._emit(
+            out,
             T.TRAFFIC_SPIKE if v.direction > 0 else T.TRAFFIC_DROP,
             t,
             DetectionMethod.POISSON,
@@ -823,8 +822,6 @@ class DetectorBank:
             },
             window,
         )
-        if a_ev is not None:
-            out.append(a_ev)
 
     def _error_step(self, ws: WindowStats, out: list[AnomalyEvent]) -> None:
         er = self.error
@@ -852,7 +849,8 @@ class DetectorBank:
                     "test": "bernoulli_cusum",
                 }
             details["consecutive"] = self.error_run
-            a_ev = self._emit(
+            self._emit(
+                out,
                 T.ERROR_RATE_SPIKE,
                 ws.end,
                 DetectionMethod.BINOMIAL,
@@ -864,8 +862,6 @@ class DetectorBank:
                 details,
                 (ws.start, ws.end),
             )
-            if a_ev is not None:
-                out.append(a_ev)
             if self.error_run < es.rebaseline_after:
                 return
             er.cusum = 0.0  # a sustained genuine change becomes the new normal
@@ -954,7 +950,8 @@ class DetectorBank:
         if m == "latency" and direction > 0 and fast >= c.spike_ratio:
             kinds.append(T.LATENCY_SPIKE)  # a large abrupt jump is a spike from its first window
         for kind in kinds:
-            a_ev = self._emit(
+            self._emit(
+                out,
                 kind,
                 t,
                 DetectionMethod.CUSUM,
@@ -974,8 +971,6 @@ class DetectorBank:
                 },
                 win,
             )
-            if a_ev is not None:
-                out.append(a_ev)
         if run >= c.rebaseline_after:
             d.rebaseline(y)
             wt.run = 0
