@@ -33,7 +33,19 @@ from __future__ import annotations
 from sentinel.detect.base import Detector
 from sentinel.detect.zscore import RobustZScore
 
-__all__ = ["Cusum"]
+__all__ = ["Cusum", "cusum_sides"]
+
+
+def cusum_sides(hi: float, lo: float, z: float, k: float, clip: float) -> tuple[float, float]:
+    """One step of a two-sided tabular CUSUM on a standardised value clipped at ±``clip``.
+
+    >>> cusum_sides(0.0, 0.0, 3.0, 0.5, 6.0)
+    (2.5, 0.0)
+    """
+    z = clip if z > clip else (-clip if z < -clip else z)
+    hi = hi + z - k
+    lo = lo - z - k
+    return (hi if hi > 0.0 else 0.0), (lo if lo > 0.0 else 0.0)
 
 
 class Cusum(Detector):
@@ -74,11 +86,7 @@ class Cusum(Detector):
         self.baseline = RobustZScore(alpha=self.alpha, warmup=self.warmup)
 
     def _next(self, z: float) -> tuple[float, float]:
-        c = self.clip
-        z = c if z > c else (-c if z < -c else z)
-        hi = self.hi + z - self.k
-        lo = self.lo - z - self.k
-        return (hi if hi > 0.0 else 0.0), (lo if lo > 0.0 else 0.0)
+        return cusum_sides(self.hi, self.lo, z, self.k, self.clip)
 
     def step(self, z: float) -> tuple[float, float]:
         """Advance with a standardised value; returns (S⁺, S⁻) before any reset.

@@ -37,6 +37,7 @@ import math
 
 from sentinel.detect._stats import poisson_cdf, poisson_sf
 from sentinel.detect.base import Detector
+from sentinel.detect.cusum import cusum_sides
 
 __all__ = ["TrafficRate", "TrafficVerdict"]
 
@@ -179,9 +180,7 @@ class TrafficRate(Detector):
 
     def accumulate(self, v: TrafficVerdict) -> int:
         """Advance the CUSUM and the smoothed ratio with one window's verdict; +1/−1 when it alarms, else 0."""
-        z = 6.0 if v.z > 6.0 else (-6.0 if v.z < -6.0 else v.z)
-        self.hi = max(0.0, self.hi + z - self.cusum_k)
-        self.lo = max(0.0, self.lo - z - self.cusum_k)
+        self.hi, self.lo = cusum_sides(self.hi, self.lo, v.z, self.cusum_k, 6.0)
         self.fast = 0.7 * self.fast + 0.3 * math.log((v.observed + 0.5) / (v.expected + 0.5))
         ratio = math.exp(self.fast)
         if self.hi > self.cusum_h and ratio >= self.min_ratio_spike:

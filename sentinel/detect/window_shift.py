@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 
 from sentinel.detect.base import Detector
+from sentinel.detect.cusum import cusum_sides
 
 __all__ = ["WindowShift"]
 
@@ -69,9 +70,7 @@ class WindowShift(Detector):
         z = self.score_one(y, n)
         if z is None:
             return None
-        zc = 6.0 if z > 6.0 else (-6.0 if z < -6.0 else z)
-        self.hi = max(0.0, self.hi + zc - self.k)
-        self.lo = max(0.0, self.lo - zc - self.k)
+        self.hi, self.lo = cusum_sides(self.hi, self.lo, z, self.k, 6.0)
         self.fast = 0.7 * self.fast + 0.3 * (y - self.mean)
         return z
 
