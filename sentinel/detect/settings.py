@@ -245,8 +245,9 @@ class WindowShiftSettings(_Section):
     """A sustained shift of a per-window aggregate (log scale) vs a size-aware EWMA baseline.
 
     z = (y − baseline)/sqrt(c/n + min_sigma²) with c learned (per-request noise), so
-    small windows are judged by their larger sampling noise; a window is flagged when
-    |z| > ``threshold`` and the ratio to the baseline passes the effect-size gate.
+    small windows are judged by their larger sampling noise; z feeds a two-sided CUSUM
+    (``k``, ``h``) and a window is flagged when a side exceeds ``h`` and the ratio to the
+    baseline passes the effect-size gate (``up_ratio`` / ``down_ratio``).
     """
 
     enabled: bool = True

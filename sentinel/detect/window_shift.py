@@ -9,7 +9,7 @@ the per-request variance times the estimator's efficiency) plus a floor ``τ =
 min_sigma`` for between-window wander (provider load, minute-level noise). So a
 3-request night window is judged far more leniently than a 300-request peak
 window — which a per-window z with one pooled σ cannot do. The baseline is an
-EWMA of ``y`` (rate ``alpha`` per window, Huberised at ±3 SD), slow enough that a
+EWMA of ``y`` (rate ``alpha`` per window, Huberised at ±2.5 SD), slow enough that a
 +60 % degradation ramping in over 5 minutes is not absorbed, fast enough that a
 slow benign ramp (+20 % over hours) or a diurnal load cycle is followed.
 
