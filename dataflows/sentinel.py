@@ -134,7 +134,9 @@ def build_flow(
     alerts = sop.dedup_alerts("dedup", anomalies, s.alerting.dedup_window_s)
 
     streams: dict[str, Stream[Any]] = {
-        "dead": ingested.dead if source_dead is None else op.merge("dead", ingested.dead, source_dead),
+        "dead": sop.count_dead(
+            "count_dead", ingested.dead if source_dead is None else op.merge("dead", ingested.dead, source_dead)
+        ),
         "windows": op.key_rm("window_values", win.stats),
         "anomalies": op.key_rm("anomaly_values", anomalies),
         "alerts": op.key_rm("alert_values", alerts),

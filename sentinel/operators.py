@@ -101,9 +101,7 @@ class _DecodeValidate:
             skipped += res.skipped
             unpriced += res.unpriced
             decoded += len(res.events)
-            for dl in res.dead:
-                metrics.DEAD_LETTERS.labels(dl.stage).inc()
-                out.append(dl)
+            out.extend(res.dead)
             for ev in res.events:
                 reason = check(ev, now)
                 if reason is None:
@@ -116,7 +114,6 @@ class _DecodeValidate:
                         chunk.append(ev)
                 else:
                     metrics.EVENTS_INVALID.labels(_reason_code(reason)).inc()
-                    metrics.DEAD_LETTERS.labels("validate").inc()
                     out.append(_invalid_letter(ev, reason, msg.payload if res.spans == 1 else None))
         out.extend(KeyChunk(k, evs) for k, evs in by_key.items())
         metrics.MESSAGES.inc(len(batch))
@@ -147,6 +144,11 @@ def ingest(step_id: str, up: Stream[RawMessage], decoder: Decoder, validator: Va
     mixed = op.flat_map_batch("decode_validate", up, _DecodeValidate(decoder, validator))
     split = op.branch("split", mixed, lambda x: isinstance(x, KeyChunk))
     return IngestOut(chunks=split.trues, dead=split.falses)  # type: ignore[arg-type]
+
+
+def count_dead(step_id: str, up: Stream[DeadLetter]) -> Stream[DeadLetter]:
+    """Count every dead letter once, by stage, where all their streams meet (decode, validate, source)."""
+    return op.inspect(step_id, up, lambda _step, dl: metrics.DEAD_LETTERS.labels(dl.stage).inc())
 
 
 def key_chunks(step_id: str, up: Stream[KeyChunk]) -> KeyedStream[KeyChunk]:
