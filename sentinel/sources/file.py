@@ -85,8 +85,8 @@ class _FilePartition(StatefulSourcePartition[RawMessage, tuple[int, int]]):
         while len(out) < self._batch_size:
             line = readline()
             if not line:
-                self._report(done=True)
-                if not out:
+                if not out:  # reported once, after the last batch was counted
+                    self._report(done=True)
                     raise StopIteration
                 break
             self._line += 1
