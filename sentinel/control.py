@@ -59,6 +59,7 @@ import orjson
 from pydantic import ValidationError
 
 from sentinel import metrics
+from sentinel.detect.bank import DetectorBank
 from sentinel.detect.settings import DetectionSettings
 
 __all__ = [
@@ -116,6 +117,21 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, dict[str, 
     """``{"zscore.threshold": {"old": 4.0, "new": 3.0}, …}`` for every leaf that differs."""
     a, b = _flatten(old), _flatten(new)
     return {k: {"old": a.get(k), "new": b.get(k)} for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+def _check_usable(settings: DetectionSettings, patch: Mapping[str, Any]) -> None:
+    """Refuse settings pydantic accepts but the detectors cannot take, before they are stored.
+
+    Every key's bank is built and reconfigured from the stored version; a bad version
+    would fail on each new key and after every restart.
+    """
+    try:
+        DetectorBank(settings, "probe", "probe")
+    except Exception as e:  # any failure means the version is unusable
+        raise ValidationError.from_exception_data(
+            "DetectionSettings",
+            [{"type": "value_error", "loc": (), "input": patch, "ctx": {"error": f"{type(e).__name__}: {e}"}}],
+        ) from e
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +220,7 @@ class ControlChannel:
                 old = DetectionSettings.model_validate(deep_merge(base_dump, overrides)) if overrides else base
                 new_overrides = deep_merge(overrides, patch)
                 new = DetectionSettings.model_validate(deep_merge(base_dump, new_overrides))
+                _check_usable(new, patch)
                 changes = diff(old.model_dump(mode="json"), new.model_dump(mode="json"))
                 if not changes:
                     c.execute("ROLLBACK")

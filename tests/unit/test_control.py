@@ -43,6 +43,24 @@ def test_invalid_update_writes_nothing(tmp_path: Path) -> None:
     assert ch.latest_version() == 0 and ch.audit() == []
 
 
+def test_settings_the_detectors_cannot_take_are_refused_before_they_are_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ch = ControlChannel(tmp_path / "c.db")
+    real = control.DetectorBank
+
+    def picky(settings: DetectionSettings, service: str, model: str) -> object:
+        if settings.zscore.threshold > 9:
+            raise ValueError("threshold too large for this detector")
+        return real(settings, service, model)
+
+    monkeypatch.setattr(control, "DetectorBank", picky)
+    assert ch.update(DetectionSettings(), {"zscore": {"threshold": 6.0}}, "x")[0] == 1
+    with pytest.raises(ValidationError, match="threshold too large"):
+        ch.update(DetectionSettings(), {"zscore": {"threshold": 10.0}}, "x")
+    assert ch.latest_version() == 1 and len(ch.audit()) == 1
+
+
 def test_stale_overrides_fall_back_to_the_config(tmp_path: Path) -> None:
     ch = ControlChannel(tmp_path / "c.db")
     ch._conn.execute("INSERT INTO config_versions (created_at, overrides) VALUES (0, ?)", (b'{"renamed": 1}',))
