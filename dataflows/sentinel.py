@@ -153,7 +153,13 @@ def build_flow(
     if s.output.dlq == "kafka" or (s.output.dlq == "auto" and s.source.type == "kafka"):
         from sentinel.sinks.kafka import KafkaRecordSink, dead_letter_record
 
-        dlq = KafkaRecordSink(s.kafka.brokers, s.kafka.effective_dlq_topic, s.kafka.librdkafka_config(), channel="dlq")
+        dlq = KafkaRecordSink(
+            s.kafka.brokers,
+            s.kafka.effective_dlq_topic,
+            s.kafka.librdkafka_config(),
+            channel="dlq",
+            keep_without_payload=True,
+        )
         op.output("dlq_kafka", op.map("dlq_records", streams["dead"], dead_letter_record), dlq)
     else:
         _jsonl("dlq_jsonl", streams["dead"], out / "dlq.jsonl")

@@ -35,12 +35,12 @@ def kafka_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
     """Factory: a fresh, uniquely named topic (deleted afterwards)."""
     made: list[str] = []
 
-    def make(partitions: int = 1, prefix: str = "test") -> str:
+    def make(partitions: int = 1, prefix: str = "test", max_message_bytes: int = 8 * 1024 * 1024) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:12]}"
         futures = kafka_admin.create_topics(
             [NewTopic(name, num_partitions=partitions, replication_factor=1,
                       # retention off: tests replay months-old event times as broker timestamps
-                      config={"max.message.bytes": str(8 * 1024 * 1024), "retention.ms": "-1"})]
+                      config={"max.message.bytes": str(max_message_bytes), "retention.ms": "-1"})]
         )
         futures[name].result(timeout=30)
         made.append(name)

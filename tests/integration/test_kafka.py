@@ -253,3 +253,44 @@ def test_anomalies_are_mirrored_to_a_kafka_topic(kafka_topic: Any, tmp_path: Pat
     assert sorted(orjson.loads(m.value())["id"] for m in got) == sorted(a["id"] for a in written)
     assert all(m.key().decode() == f"{orjson.loads(m.value())['service']}|{orjson.loads(m.value())['model']}"
                for m in got)
+
+
+def test_a_dead_letter_too_large_for_the_dlq_topic_is_kept_without_its_payload(kafka_topic: Any) -> None:
+    import os
+
+    from sentinel.models import DeadLetter
+    from sentinel.sinks.kafka import PAYLOAD_DROPPED, KafkaRecordSink, dead_letter_record
+
+    topic = kafka_topic(prefix="dlq-small", max_message_bytes=100_000)
+    part = KafkaRecordSink(BROKERS, topic, channel="dlq", keep_without_payload=True).build("dlq", 0, 1)
+    small = DeadLetter(stage="decode", error="bad", payload=b"x" * 100, source="in/0/1")
+    big = DeadLetter(stage="decode", error="too big", payload=os.urandom(500_000), source="in/0/2")  # incompressible
+    part.write_batch([dead_letter_record(small), dead_letter_record(big)])
+    part.close()
+    got = {dict(m.headers())["sentinel.source.offset"]: m for m in consume_all(topic, expect=2)}
+    assert set(got) == {b"1", b"2"}
+    assert got[b"1"].value() == small.payload and PAYLOAD_DROPPED not in dict(got[b"1"].headers())
+    kept = dict(got[b"2"].headers())
+    assert not got[b"2"].value()
+    assert kept["sentinel.error"] == b"too big"
+    assert kept[PAYLOAD_DROPPED] == b"500000 bytes; larger than the topic's limit of 100000 bytes"
+
+
+def test_a_dead_letter_the_broker_refuses_is_sent_again_without_its_payload(
+    kafka_topic: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from sentinel.models import DeadLetter
+    from sentinel.sinks import kafka as kafka_sink
+
+    topic = kafka_topic(prefix="dlq-refused", max_message_bytes=100_000)
+    monkeypatch.setattr(kafka_sink, "topic_max_message_bytes", lambda conf, t: 8 * 1024 * 1024)  # a wrong guess
+    part = kafka_sink.KafkaRecordSink(BROKERS, topic, channel="dlq", keep_without_payload=True).build("dlq", 0, 1)
+    big = DeadLetter(stage="decode", error="too big", payload=os.urandom(500_000), source="in/0/7")
+    part.write_batch([kafka_sink.dead_letter_record(big)])
+    part.close()
+    (msg,) = consume_all(topic, expect=1)
+    headers = dict(msg.headers())
+    assert not msg.value() and headers["sentinel.source.offset"] == b"7"
+    assert headers[kafka_sink.PAYLOAD_DROPPED].startswith(b"500000 bytes; delivery failed")
