@@ -22,7 +22,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from sentinel import metrics
 from sentinel.control import connect
 from sentinel.models import AnomalyEvent
+from sentinel.sinks.jsonl import dumps
 
 __all__ = ["AnomalyQuery", "AnomalyStore", "AnomalyStoreSink", "StoreHealth", "store_health"]
 
@@ -78,14 +79,15 @@ class AnomalyStore:
         with self._lock:
             self._conn.executescript(_SCHEMA)
 
-    def write(self, records: Sequence[dict[str, Any]], detected_at: Sequence[float], ts: Sequence[float]) -> None:
-        """Insert or replace ``records`` (``AnomalyEvent.to_dict()`` shapes) in one transaction."""
-        rows = [
-            (r["id"], t, d, r["service"], r["model"], r["anomaly_type"], r["severity"], orjson.dumps(r))
-            for r, d, t in zip(records, detected_at, ts, strict=True)
-        ]
+    def write_events(self, events: Iterable[AnomalyEvent]) -> int:
+        """Insert or replace the anomalies (by id) in one transaction; returns how many."""
+        rows = []
+        for a in events:
+            r = a.to_dict()
+            when = a.detected_at or time.time()
+            rows.append((r["id"], a.timestamp, when, a.service, a.model, r["anomaly_type"], r["severity"], dumps(r)))
         if not rows:
-            return
+            return 0
         with self._lock:
             c = self._conn
             c.execute("BEGIN IMMEDIATE")
@@ -95,11 +97,7 @@ class AnomalyStore:
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
-
-    def write_events(self, events: Iterable[AnomalyEvent]) -> int:
-        evs = list(events)
-        self.write([a.to_dict() for a in evs], [a.detected_at or time.time() for a in evs], [a.timestamp for a in evs])
-        return len(evs)
+        return len(rows)
 
     def prune(self, now: float | None = None) -> int:
         """Apply retention (age, then row count); returns the rows deleted."""
@@ -215,8 +213,9 @@ class _StorePartition(StatelessSinkPartition[AnomalyEvent]):
                 pruned = self._store.prune()
                 if pruned:
                     log.info("anomaly store: pruned %d rows", pruned, extra={"path": str(self._store.path)})
-        except sqlite3.Error as e:
-            # a full disk or a locked file must not kill the flow: the JSONL file still has every anomaly
+        except (sqlite3.Error, TypeError) as e:
+            # a full disk, a locked file or a value JSON cannot hold must not kill the flow: the JSONL
+            # file still has every anomaly
             self._failed.inc(len(items))
             _note(False, f"{type(e).__name__}: {e}")
             log.error("anomaly store: write of %d rows failed: %s", len(items), e)
