@@ -431,8 +431,4 @@ def dedup_alerts(step_id: str, up: KeyedStream[AnomalyEvent], window_s: float) -
         alert = d.on_anomaly(a)
         return d, [alert] if alert is not None else []
 
-    return op.flat_map_value("flatten", op.stateful_map("state", up, mapper), _identity_list)
-
-
-def _identity_list(x: list[AlertEvent]) -> list[AlertEvent]:
-    return x
+    return op.stateful_flat_map("state", up, mapper)
