@@ -204,8 +204,20 @@ def _partials(length_s: float) -> Any:
     return split
 
 
-def _partial_dt(p: WindowPartial) -> datetime:
-    return datetime.fromtimestamp(p.first_ts, UTC)
+def _partial_dt_in(length_s: float) -> Any:
+    """A partial's event time for Bytewax's clock, inside the window it was cut for.
+
+    ``datetime`` rounds to the microsecond, so an event in the last half-microsecond of
+    a window would otherwise be placed in the next one while counted in this one.
+    """
+    tick = timedelta(microseconds=1)
+
+    def dt(p: WindowPartial) -> datetime:
+        at = datetime.fromtimestamp(p.first_ts, UTC)
+        last = _EPOCH + timedelta(seconds=(p.window_id + 1) * length_s) - tick
+        return at if at <= last else last
+
+    return dt
 
 
 class _WakeNoEarlierThan:
@@ -248,7 +260,7 @@ def windows(step_id: str, up: KeyedStream[KeyChunk], length_s: float, late_s: fl
     late = timedelta(seconds=late_s)
     partials = op.flat_map_value("partials", up, _partials(length_s))
     clock: EventClock[WindowPartial] = EventClock(
-        _partial_dt, wait_for_system_duration=late, to_system_utc=_WakeNoEarlierThan(late)
+        _partial_dt_in(length_s), wait_for_system_duration=late, to_system_utc=_WakeNoEarlierThan(late)
     )
     windower = TumblingWindower(length=timedelta(seconds=length_s), align_to=_EPOCH)
     out = fold_window("fold", partials, clock, windower, WindowAccumulator, _fold, _merge, ordered=False)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sentinel import metrics
-from sentinel.models import AnomalyType, DetectionMethod, Severity
+from sentinel.models import AnomalyType, DetectionMethod, Severity, TelemetryEvent
 from sentinel.sources.file import RawMessage
 from tests.flow.factories import NON_LLM_SPAN, POISON, T0, normal_stream, run_flow, to_messages
 
@@ -98,3 +98,11 @@ def test_one_and_two_workers_agree(tmp_path: Path) -> None:
     key = lambda a: (a["id"], a["anomaly_type"])  # noqa: E731
     assert sorted(map(key, one.jsonl("anomalies"))) == sorted(map(key, two.jsonl("anomalies")))
     assert sorted(a["alert_id"] for a in one.jsonl("alerts")) == sorted(a["alert_id"] for a in two.jsonl("alerts"))
+
+
+def test_an_event_in_the_last_microsecond_stays_in_its_window(tmp_path: Path) -> None:
+    """datetime rounds to the microsecond: the window operator must not move the event to the next window."""
+    ev = TelemetryEvent(timestamp=T0 + 59.9999996, service="svc", model="m", latency_ms=100.0, output_tokens=5)
+    run = run_flow(to_messages([ev]), tmp_path, windows={"length_s": 60, "late_s": 0})
+    (w,) = run.taps["windows"]
+    assert (w.start, w.requests) == (T0, 1)
