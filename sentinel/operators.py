@@ -302,7 +302,6 @@ class DetectRuntime:
 
     control: ControlPoller | None = None
     baselines_interval_s: float = 5.0
-    publish_baselines: bool = True
 
 
 class _DetectLogic(StatefulBatchLogic[KeyChunk | WindowStats, AnomalyEvent, bytes]):
@@ -376,7 +375,7 @@ class _DetectLogic(StatefulBatchLogic[KeyChunk | WindowStats, AnomalyEvent, byte
         rt = self.runtime
         if rt is not None:
             control.activity.touch(now)
-            if rt.publish_baselines and now - self.published >= rt.baselines_interval_s:
+            if now - self.published >= rt.baselines_interval_s:
                 self.published = now
                 try:
                     control.baselines.publish(bank.service, bank.model, bank.baselines())

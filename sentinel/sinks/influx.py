@@ -364,6 +364,8 @@ class _Partition(StatelessSinkPartition[WindowStats | AnomalyEvent]):
         log.error("influxdb %s: dropped %d points (%s; max_buffer=%d)", self._url, n, why, self._max_buffer)
 
     def _aborted(self) -> bool:
+        # a call, not the attribute: close() sets it from another thread, and a type checker
+        # would otherwise carry over its value from an earlier test in the same loop
         return self._abort
 
     def _send(self, body: str) -> tuple[Outcome, float | None, str]:

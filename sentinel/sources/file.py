@@ -34,7 +34,6 @@ class RawMessage:
 
     payload: bytes
     source: str
-    timestamp_ms: int | None = None  # broker timestamp for Kafka messages
 
 
 @dataclass(slots=True, frozen=True)

@@ -198,8 +198,7 @@ def _source_ref(m: KafkaSourceMessage[Any, Any]) -> str:
 
 
 def _to_raw(m: Any) -> RawMessage:
-    ts = m.timestamp[1] if m.timestamp and m.timestamp[0] != 0 else None
-    return RawMessage(m.value if m.value is not None else b"", _source_ref(m), ts)
+    return RawMessage(m.value if m.value is not None else b"", _source_ref(m))
 
 
 def _to_dead(e: Any) -> DeadLetter:

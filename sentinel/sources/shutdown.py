@@ -14,7 +14,7 @@ import sys
 import threading
 from types import FrameType
 
-__all__ = ["install_graceful_shutdown", "request_shutdown", "reset_shutdown", "shutdown_requested"]
+__all__ = ["install_graceful_shutdown", "shutdown_requested"]
 
 _stop = threading.Event()
 _installed = False
@@ -22,14 +22,6 @@ _installed = False
 
 def shutdown_requested() -> bool:
     return _stop.is_set()
-
-
-def request_shutdown() -> None:
-    _stop.set()
-
-
-def reset_shutdown() -> None:
-    _stop.clear()
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
