@@ -35,6 +35,7 @@ pending, at most ``max_buffer`` items per partition.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import random
 import threading
@@ -60,6 +61,7 @@ __all__ = [
     "Result",
     "Transport",
     "alert_partition",
+    "retry_after_s",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,21 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         d = min(self.max_s, self.initial_s * self.multiplier ** max(0, attempt - 1))
         return d * (1.0 - self.jitter * random.random())
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)

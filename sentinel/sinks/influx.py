@@ -54,7 +54,6 @@ the server is down) and counts whatever is left as dropped.
 
 from __future__ import annotations
 
-import email.utils
 import itertools
 import logging
 import math
@@ -76,6 +75,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from sentinel import metrics
 from sentinel.config import InfluxSettings
 from sentinel.models import AnomalyEvent, WindowStats
+from sentinel.sinks._buffered import retry_after_s
 
 __all__ = [
     "ANOMALY_FIELDS",
@@ -231,25 +231,6 @@ Outcome = Literal["ok", "retry", "reject"]
 _RETRY_AFTER_MAX_S = 60.0
 
 
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
-    if not headers:
-        return None
-    raw = headers.get("Retry-After") if hasattr(headers, "get") else None
-    if raw is None:
-        return None
-    raw = str(raw).strip()
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class _Partition(StatelessSinkPartition[WindowStats | AnomalyEvent]):
     """One worker's buffer and writer thread (see the module docstring)."""
 
@@ -375,7 +356,7 @@ class _Partition(StatelessSinkPartition[WindowStats | AnomalyEvent]):
             status = int(e.status or 0)
             detail = f"HTTP {status}: {(e.body or e.reason or '')!s:.300}"
             if status in (408, 429) or status >= 500 or status == 0:
-                return "retry", _retry_after(e.headers), detail
+                return "retry", retry_after_s(e.headers.get("Retry-After") if e.headers else None), detail
             return "reject", None, detail
         except (Urllib3HTTPError, OSError) as e:  # refused, reset, timeout
             return "retry", None, f"{type(e).__name__}: {e}"

@@ -53,7 +53,6 @@ import http.client
 import logging
 import time
 import urllib.request
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.error import HTTPError, URLError
 
@@ -62,7 +61,16 @@ from bytewax.outputs import DynamicSink
 from sentinel import __version__
 from sentinel.config import WebhookSettings
 from sentinel.models import AlertEvent
-from sentinel.sinks._buffered import PUBLISHED, Backoff, BufferedPartition, Outcome, Result, Transport, alert_partition
+from sentinel.sinks._buffered import (
+    PUBLISHED,
+    Backoff,
+    BufferedPartition,
+    Outcome,
+    Result,
+    Transport,
+    alert_partition,
+    retry_after_s,
+)
 from sentinel.sinks.jsonl import dumps
 
 __all__ = [
@@ -108,21 +116,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # a 3xx becomes an HTTPError: give up, and say so
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
 class WebhookTransport(Transport[AlertEvent]):
     """POST one alert per request with ``urllib`` (proxies from the environment are honoured)."""
 
@@ -155,7 +148,7 @@ class WebhookTransport(Transport[AlertEvent]):
                 resp.read(65536)  # let the server finish; the answer itself is not used
             return PUBLISHED
         except HTTPError as e:
-            status, retry_after = e.code, _retry_after(e.headers.get("Retry-After") if e.headers else None)
+            status, retry_after = e.code, retry_after_s(e.headers.get("Retry-After") if e.headers else None)
             e.close()
             if status >= 500 or status in _RETRY_STATUS:
                 return Result(Outcome.RETRY, f"HTTP {status}", retry_after)
