@@ -146,20 +146,20 @@ class TelemetryEvent:
         return key_of(self.service, self.model)
 
     @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    @property
-    def output_tokens_per_s(self) -> float | None:
-        """Decode throughput: output tokens over the generation time (after TTFT if known)."""
+    def generation_ms(self) -> float | None:
+        """Time spent generating the answer (after TTFT if known); None for errors and empty answers."""
         if self.output_tokens <= 0 or self.is_error:
             return None
         gen_ms = self.latency_ms - (self.ttft_ms or 0.0)
         if gen_ms <= 0:
             gen_ms = self.latency_ms
-        if gen_ms <= 0:
-            return None
-        return self.output_tokens * 1000.0 / gen_ms
+        return gen_ms if gen_ms > 0 else None
+
+    @property
+    def output_tokens_per_s(self) -> float | None:
+        """Decode throughput: output tokens over the generation time."""
+        gen_ms = self.generation_ms
+        return None if gen_ms is None else self.output_tokens * 1000.0 / gen_ms
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -77,13 +77,10 @@ class WindowAccumulator:
         self.output_tokens += ev.output_tokens
         self.cost_pusd += round(ev.cost_usd * 1e12)
         self._add_latency(ev.latency_ms if ev.latency_ms > _MIN_LATENCY_MS else _MIN_LATENCY_MS)
-        if not ev.is_error and ev.output_tokens > 0:
-            gen = ev.latency_ms - (ev.ttft_ms or 0.0)
-            if gen <= 0:
-                gen = ev.latency_ms
-            if gen > 0:
-                self.gen_tokens += ev.output_tokens
-                self.gen_us += round(gen * 1000.0)
+        gen = ev.generation_ms
+        if gen is not None:
+            self.gen_tokens += ev.output_tokens
+            self.gen_us += round(gen * 1000.0)
         return self
 
     def _add_latency(self, x: float) -> None:
@@ -91,13 +88,17 @@ class WindowAccumulator:
         if sketch is not None:
             sketch.add(x)
             return
-        exact = self.exact
-        exact.append(x)
-        if len(exact) > EXACT_LATENCIES:
-            sketch = self.latency = DDSketch(relative_accuracy=LATENCY_RELATIVE_ACCURACY)
-            for v in exact:
-                sketch.add(v)
-            self.exact = []
+        self.exact.append(x)
+        if len(self.exact) > EXACT_LATENCIES:
+            self._to_sketch()
+
+    def _to_sketch(self) -> DDSketch:
+        """Move the exact latencies into a sketch (past ``EXACT_LATENCIES``, or to merge with one)."""
+        sketch = self.latency = DDSketch(relative_accuracy=LATENCY_RELATIVE_ACCURACY)
+        for v in self.exact:
+            sketch.add(v)
+        self.exact = []
+        return sketch
 
     def merge(self, other: WindowAccumulator) -> WindowAccumulator:
         self.requests += other.requests
@@ -108,26 +109,22 @@ class WindowAccumulator:
         self.gen_tokens += other.gen_tokens
         self.gen_us += other.gen_us
         if other.latency is not None:
-            if self.latency is None:
-                self.latency = DDSketch(relative_accuracy=LATENCY_RELATIVE_ACCURACY)
-                for v in self.exact:
-                    self.latency.add(v)
-                self.exact = []
-            self.latency.merge(other.latency)
+            (self.latency or self._to_sketch()).merge(other.latency)
         for v in other.exact:
             self._add_latency(v)
         return self
 
     def _q(self, q: float) -> float:
         if self.latency is None:
-            if not self.exact:
+            ordered = self.exact  # sorted by stats()
+            if not ordered:
                 return 0.0
-            ordered = sorted(self.exact)
             return ordered[int(q * (len(ordered) - 1))]  # the "lower" order statistic, as DDSketch ranks
         v = self.latency.get_quantile_value(q)
         return float(v) if v is not None else 0.0
 
     def stats(self, service: str, model: str, start: float, end: float, late_events: int = 0) -> WindowStats:
+        self.exact.sort()  # once, for the three percentiles (order is not state: any order sums the same)
         return WindowStats(
             service=service,
             model=model,
