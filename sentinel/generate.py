@@ -71,6 +71,7 @@ import orjson
 
 from sentinel.encode import batch_spans, events_to_otlp_json
 from sentinel.models import AnomalyType, TelemetryEvent, format_ts
+from sentinel.pricing import DEFAULT_PRICES
 
 __all__ = [
     "DEFAULT_START",
@@ -95,15 +96,18 @@ Progress = Callable[[str], None]
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
 LABELS_VERSION = 1
 
-# USD per 1M tokens (input, output) — the defaults of DESIGN.md ⚑ Input / sentinel.pricing.
+# USD per 1M tokens (input, output) of the generated models: the defaults of sentinel.pricing.
 PRICES: dict[str, tuple[float, float]] = {
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4.1": (2.00, 8.00),
-    "claude-sonnet-4": (3.00, 15.00),
-    "claude-3-5-haiku": (0.80, 4.00),
-    "gemini-2.0-flash": (0.10, 0.40),
-    "gemini-1.5-pro": (1.25, 5.00),
+    m: DEFAULT_PRICES[m]
+    for m in (
+        "gpt-4o",
+        "gpt-4o-mini",
+        "gpt-4.1",
+        "claude-sonnet-4",
+        "claude-3-5-haiku",
+        "gemini-2.0-flash",
+        "gemini-1.5-pro",
+    )
 }
 
 

@@ -118,12 +118,8 @@ class Pricing:
             return self._cache[model]
         except KeyError:
             pass
-        name = _normalise(model)
-        found = None
-        for known in self._names:
-            if name.startswith(known) and (len(name) == len(known) or name[len(known)] in _BOUNDARY):
-                found = self._prices[known]
-                break
+        known = self.matched_name(model)
+        found = None if known is None else self._prices[known]
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
         self._cache[model] = found
