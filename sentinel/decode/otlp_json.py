@@ -51,6 +51,15 @@ def _kvlist(x: Any) -> dict[str, Any]:
     return flatten_attributes(x.get("values") or ())
 
 
+def _bytes_hex(v: Any) -> str:
+    """Bytes (base64 in OTLP JSON) as hex text, as the protobuf decoder gives them (text that is
+    not base64 is kept as it is: an attribute nobody reads must not cost the message)."""
+    try:
+        return base64.b64decode(str(v), validate=True).hex()
+    except ValueError:
+        return str(v)
+
+
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "intValue": _int,
     "int_value": _int,
@@ -62,8 +71,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "array_value": _array,
     "kvlistValue": _kvlist,
     "kvlist_value": _kvlist,
-    "bytesValue": str,
-    "bytes_value": str,
+    "bytesValue": _bytes_hex,
+    "bytes_value": _bytes_hex,
 }
 
 

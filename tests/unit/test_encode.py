@@ -251,5 +251,6 @@ def test_values_round_trip_through_the_decoders() -> None:
     from sentinel.encode import json_value, proto_value
 
     value = {"n": 3, "f": 0.25, "ok": True, "xs": ["a", "b"], "nested": {"k": "v"}}
+    assert otlp_proto.any_value(proto_value(b"\x01\xff")) == otlp_json.any_value(json_value(b"\x01\xff")) == "01ff"
     assert otlp_proto.any_value(proto_value(value)) == value
     assert otlp_json.any_value(json_value(value)) == value

@@ -116,7 +116,8 @@ def test_any_value_types() -> None:
     assert any_value({"arrayValue": {}}) == []
     assert any_value({"kvlistValue": {"values": [{"key": "k", "value": {"boolValue": False}}]}}) == {"k": False}
     assert any_value({"int_value": "7"}) == 7
-    assert any_value({"bytesValue": "AAE="}) == "AAE="
+    assert any_value({"bytesValue": "AAE="}) == "0001"  # hex, as the protobuf decoder gives bytes
+    assert any_value({"bytesValue": "not base64!"}) == "not base64!"
     assert any_value({}) is None
     assert any_value("bare") == "bare"
 
