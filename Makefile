@@ -17,13 +17,18 @@ help:
 	@echo "make services-up    start Kafka, RabbitMQ and VictoriaMetrics on 127.0.0.1 (services-down stops them)"
 	@echo "make nab | labelled detection-quality benchmarks; make bench: throughput benchmark"
 
+# The venv, made once; a clear message where Python or its venv module is missing.
+ENSURE_VENV = test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+	echo "make: '$(PYTHON) -m venv' failed: install Python >= 3.11 with venv support" \
+	     "(Debian/Ubuntu: apt-get install python3-venv) or point PYTHON= at one" >&2; exit 1; }
+
 $(VENV)/.run-installed: pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(ENSURE_VENV)
 	@$(PIP) install -e .
 	@touch $@
 
 $(VENV)/.dev-installed: pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(ENSURE_VENV)
 	@$(PIP) install -e '.[dev]'
 	@touch $@ $(VENV)/.run-installed
 
@@ -33,7 +38,7 @@ run: $(VENV)/.run-installed
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check sentinel dataflows tests benchmarks
-	$(VENV)/bin/ruff format --check sentinel dataflows
+	$(VENV)/bin/ruff format --check sentinel dataflows tests benchmarks
 	$(VENV)/bin/mypy
 
 fmt: $(VENV)/.dev-installed
@@ -53,8 +58,7 @@ test-integration: $(VENV)/.dev-installed services-up
 # The whole suite. Services are stopped whatever the outcome; pytest's exit 5 (no tests) is a failure.
 test: $(VENV)/.dev-installed lint
 	@bash scripts/test-deps.sh
-	@bash scripts/services.sh up
-	@rc=0; $(PY) -m pytest tests $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; { bash scripts/services.sh up && $(PY) -m pytest tests $(PYTEST_ARGS); } || rc=$$?; \
 	 bash scripts/services.sh down; \
 	 if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	 exit $$rc

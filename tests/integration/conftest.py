@@ -38,9 +38,15 @@ def kafka_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
     def make(partitions: int = 1, prefix: str = "test", max_message_bytes: int = 8 * 1024 * 1024) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:12]}"
         futures = kafka_admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1,
-                      # retention off: tests replay months-old event times as broker timestamps
-                      config={"max.message.bytes": str(max_message_bytes), "retention.ms": "-1"})]
+            [
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    # retention off: tests replay months-old event times as broker timestamps
+                    config={"max.message.bytes": str(max_message_bytes), "retention.ms": "-1"},
+                )
+            ]
         )
         futures[name].result(timeout=30)
         made.append(name)
@@ -55,9 +61,16 @@ def kafka_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
 
 def consume_all(topic: str, timeout_s: float = 30.0, expect: int | None = None) -> list[Any]:
     """Read a topic from the beginning until ``expect`` messages or every partition's end."""
-    c = Consumer({"bootstrap.servers": ",".join(BROKERS), "group.id": f"t-{uuid.uuid4().hex}",
-                  "enable.auto.commit": "false", "enable.partition.eof": "true",
-                  "auto.offset.reset": "earliest", "fetch.max.bytes": 64 * 1024 * 1024})
+    c = Consumer(
+        {
+            "bootstrap.servers": ",".join(BROKERS),
+            "group.id": f"t-{uuid.uuid4().hex}",
+            "enable.auto.commit": "false",
+            "enable.partition.eof": "true",
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+    )
     md = c.list_topics(topic, timeout=10).topics[topic]
     parts = sorted(md.partitions)
     c.assign([TopicPartition(topic, p, 0) for p in parts])

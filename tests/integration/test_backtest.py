@@ -21,8 +21,14 @@ def test_time_range_returns_exactly_the_anomalies_of_that_range(kafka_topic: Any
     topic = kafka_topic(partitions=3)
     rng = np.random.default_rng(77)
     bursts = [(T0 + 3000, T0 + 3300), (T0 + 6600, T0 + 6900)]  # one incident inside the range, one after
-    events = normal_stream(rng, "rag", "claude-sonnet-4", 9000, rate=2.0,
-                           latency_factor=lambda t: 6.0 if any(a <= t < b for a, b in bursts) else 1.0)
+    events = normal_stream(
+        rng,
+        "rag",
+        "claude-sonnet-4",
+        9000,
+        rate=2.0,
+        latency_factor=lambda t: 6.0 if any(a <= t < b for a, b in bursts) else 1.0,
+    )
     events += normal_stream(rng, "chat", "gpt-4o", 9000, rate=1.0)
     frm, to = T0 + 600, T0 + 5400
 
@@ -39,8 +45,23 @@ def test_time_range_returns_exactly_the_anomalies_of_that_range(kafka_topic: Any
 
     os.environ["SENTINEL_KAFKA__BROKERS"] = ",".join(BROKERS)
     out = tmp_path / "range"
-    assert main(["backtest", "--input", f"kafka://{topic}", "--from-time", format_ts(frm), "--to-time",
-                 format_ts(to), "--output", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--input",
+                f"kafka://{topic}",
+                "--from-time",
+                format_ts(frm),
+                "--to-time",
+                format_ts(to),
+                "--output",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     f = tmp_path / "range.jsonl"
     f.write_bytes(b"\n".join(in_range) + b"\n")
     assert main(["backtest", "--input", str(f), "--output", str(tmp_path / "file"), "-q"]) == 0

@@ -137,8 +137,9 @@ class Proc:
         with open(self.log, "ab") as log:
             log.write(f"\n===== start {' '.join(args)}\n".encode())
             log.flush()
-            self.popen = subprocess.Popen(["sh", str(ENTRYPOINT), *args], cwd=ROOT, env=self.env,
-                                          stdout=log, stderr=subprocess.STDOUT)
+            self.popen = subprocess.Popen(
+                ["sh", str(ENTRYPOINT), *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def wait(self, timeout: float) -> int:
         assert self.popen is not None
@@ -188,8 +189,9 @@ def procs() -> Iterator[list[Proc]]:
         p.kill_if_alive()
 
 
-def make_cluster(made: list[Proc], tmp: Path, topic: str, *, workers: int, tail: bool,
-                 recovery: bool = False) -> list[Proc]:
+def make_cluster(
+    made: list[Proc], tmp: Path, topic: str, *, workers: int, tail: bool, recovery: bool = False
+) -> list[Proc]:
     """Two processes configured as pods sentinel-0 and sentinel-1 of the StatefulSet."""
     hostfile = tmp / "hostfile.txt"  # what the init-hostfile container writes, with local addresses
     hostfile.write_text("".join(f"127.0.0.1:{p}\n" for p in free_ports(2)))
@@ -316,8 +318,10 @@ def test_two_process_cluster_consumes_all_partitions_and_matches_one_process(
     # (every process creates its files up front, so the other copy stays empty)
     for name in ("anomalies.jsonl", "windows.jsonl", "alerts.jsonl"):
         assert sum((d / name).stat().st_size > 0 for d in dirs) == 1, name
-    print(f"windows per key {dict(windows_per_key)}; windows per process {proc_windows}; "
-          f"alerting keys per process {owners}; messages per process {[s['messages'] for s in sums]}")
+    print(
+        f"windows per key {dict(windows_per_key)}; windows per process {proc_windows}; "
+        f"alerting keys per process {owners}; messages per process {[s['messages'] for s in sums]}"
+    )
 
     # --- the same anomalies (and windows) as one process
     want = records([single], "anomalies.jsonl")
@@ -338,8 +342,9 @@ def test_killed_process_stops_the_cluster_and_a_restart_resumes_from_recovery(
     first, second = halves(data.messages)
     cluster = make_cluster(procs, tmp_path, topic, workers=1, tail=True, recovery=True)
     for p in cluster:  # what the init-recovery container runs on each pod's volume
-        r = subprocess.run(["sh", str(ENTRYPOINT), "init-recovery"], env=p.env, cwd=ROOT, capture_output=True,
-                           check=False)
+        r = subprocess.run(
+            ["sh", str(ENTRYPOINT), "init-recovery"], env=p.env, cwd=ROOT, capture_output=True, check=False
+        )
         assert r.returncode == 0, r.stderr
     parts = sorted(x.name for x in Path(cluster[0].env["SENTINEL_RECOVERY__DIR"]).glob("part-*.sqlite3"))
     assert parts == [f"part-{i}.sqlite3" for i in range(PARTITIONS)]
@@ -374,8 +379,11 @@ def test_killed_process_stops_the_cluster_and_a_restart_resumes_from_recovery(
     want_windows = len(records([single], "windows.jsonl"))
     dirs = [p.out for p in cluster]
     # every window but each key's last (open until the drain), and no message read for a while
-    wait_until(lambda: len(records(dirs, "windows.jsonl")) >= want_windows - len(data.events_by_service),
-               60, "the restarted cluster to process the second half")
+    wait_until(
+        lambda: len(records(dirs, "windows.jsonl")) >= want_windows - len(data.events_by_service),
+        60,
+        "the restarted cluster to process the second half",
+    )
     seen: list[float] = []
 
     def quiet() -> bool:

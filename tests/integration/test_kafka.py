@@ -51,8 +51,12 @@ def sdk_spans(events: list[TelemetryEvent], service: str, with_http: bool = True
             span.set_status(Status(StatusCode.ERROR, "timeout"))
         span.end(end_time=int(ev.timestamp * 1e9))
         if with_http and i % 25 == 0:  # the app's own HTTP spans travel in the same batches: not LLM calls
-            http = tracer.start_span("POST /chat", kind=SpanKind.SERVER, start_time=start,
-                                     attributes={"http.request.method": "POST", "http.route": "/chat"})
+            http = tracer.start_span(
+                "POST /chat",
+                kind=SpanKind.SERVER,
+                start_time=start,
+                attributes={"http.request.method": "POST", "http.route": "/chat"},
+            )
             http.end(end_time=int(ev.timestamp * 1e9) + 1000)
     provider.shutdown()
     return sorted(exporter.get_finished_spans(), key=lambda s: s.end_time or 0)
@@ -70,8 +74,10 @@ def collector_payloads(spans: list[ReadableSpan], encoding: str, batch: int = 10
 
             def hexify(node: Any) -> Any:
                 if isinstance(node, dict):
-                    return {k: (base64.b64decode(v).hex() if k in ("traceId", "spanId", "parentSpanId") else
-                                hexify(v)) for k, v in node.items()}
+                    return {
+                        k: (base64.b64decode(v).hex() if k in ("traceId", "spanId", "parentSpanId") else hexify(v))
+                        for k, v in node.items()
+                    }
                 if isinstance(node, list):
                     return [hexify(v) for v in node]
                 return node
@@ -91,8 +97,14 @@ def workload() -> tuple[dict[str, list[TelemetryEvent]], int]:
     rng = np.random.default_rng(99)
     by_service = {
         "chat": normal_stream(rng, "chat", "gpt-4o", 7200, rate=1.5),
-        "search": normal_stream(rng, "search", "gpt-4o-mini", 7200, rate=1.5,
-                                latency_factor=lambda t: 6.0 if SPIKE[0] <= t < SPIKE[1] else 1.0),
+        "search": normal_stream(
+            rng,
+            "search",
+            "gpt-4o-mini",
+            7200,
+            rate=1.5,
+            latency_factor=lambda t: 6.0 if SPIKE[0] <= t < SPIKE[1] else 1.0,
+        ),
     }
     return by_service, sum(len(v) for v in by_service.values())
 
@@ -148,8 +160,9 @@ POISON: dict[str, bytes] = {
     "invalid_utf8": b'{"resourceSpans": [\xff\xfe]}',
     "wrong_shape_json": b'{"resourceSpans": {"not": "a list"}}',
     "wrong_types": orjson.dumps({"service": "s", "model": "gpt-4o", "latency_ms": "slow", "timestamp": T0}),
-    "negative_tokens": orjson.dumps({"service": "s", "model": "gpt-4o", "latency_ms": 100.0, "timestamp": T0,
-                                     "input_tokens": -5}),
+    "negative_tokens": orjson.dumps(
+        {"service": "s", "model": "gpt-4o", "latency_ms": 100.0, "timestamp": T0, "input_tokens": -5}
+    ),
     "huge_latency": orjson.dumps({"service": "s", "model": "gpt-4o", "latency_ms": 1e12, "timestamp": T0}),
     "missing_model": orjson.dumps({"service": "s", "latency_ms": 100.0, "timestamp": T0}),
     "five_mb": b'{"service": "s", "model": "gpt-4o", "pad": "' + b"x" * (5 * 1024 * 1024) + b'"}',
@@ -217,8 +230,23 @@ def test_produce_cli_round_trips_generated_file(kafka_topic: Any, tmp_path: Path
         warnings.simplefilter("ignore", UserWarning)
         generate.write(data, hours=0.5, seed=3, rate_scale=0.2)
     lines = sum(1 for _ in __import__("gzip").open(data))
-    assert sentinel_main(["produce", "--input", str(data), "--topic", topic, "--format", "otlp_proto", "-q",
-                          "--brokers", ",".join(BROKERS)]) == 0
+    assert (
+        sentinel_main(
+            [
+                "produce",
+                "--input",
+                str(data),
+                "--topic",
+                topic,
+                "--format",
+                "otlp_proto",
+                "-q",
+                "--brokers",
+                ",".join(BROKERS),
+            ]
+        )
+        == 0
+    )
     got = consume_all(topic, expect=lines)
     assert len(got) == lines
     via_kafka = backtest(f"kafka://{topic}", tmp_path / "bt")
@@ -251,8 +279,9 @@ def test_anomalies_are_mirrored_to_a_kafka_topic(kafka_topic: Any, tmp_path: Pat
     assert written, "the workload's incident must produce anomalies"
     got = consume_all(mirror, expect=len(written))
     assert sorted(orjson.loads(m.value())["id"] for m in got) == sorted(a["id"] for a in written)
-    assert all(m.key().decode() == f"{orjson.loads(m.value())['service']}|{orjson.loads(m.value())['model']}"
-               for m in got)
+    assert all(
+        m.key().decode() == f"{orjson.loads(m.value())['service']}|{orjson.loads(m.value())['model']}" for m in got
+    )
 
 
 def test_a_dead_letter_too_large_for_the_dlq_topic_is_kept_without_its_payload(kafka_topic: Any) -> None:

@@ -45,8 +45,14 @@ def parts() -> tuple[list[TelemetryEvent], list[TelemetryEvent]]:
     rng = np.random.default_rng(2024)
     events: list[TelemetryEvent] = []
     events += normal_stream(rng, "chat", "gpt-4o", 7200, rate=2.0)
-    events += normal_stream(rng, "search", "gpt-4o-mini", 7200, rate=2.0,
-                            latency_factor=lambda t: 6.0 if INCIDENT[0] <= t < INCIDENT[1] else 1.0)
+    events += normal_stream(
+        rng,
+        "search",
+        "gpt-4o-mini",
+        7200,
+        rate=2.0,
+        latency_factor=lambda t: 6.0 if INCIDENT[0] <= t < INCIDENT[1] else 1.0,
+    )
     a = [e for e in events if e.timestamp < SPLIT]
     b = [e for e in events if e.timestamp >= SPLIT]
     return a, b
@@ -59,8 +65,9 @@ def produce(topic: str, events: list[TelemetryEvent]) -> int:
         mine = sorted((e for e in events if e.service == service), key=lambda e: e.timestamp)
         for batch in batch_spans(mine, max_spans=100):
             # broker timestamp = event time, as for a live stream (what --from-time resolves against)
-            p.produce(topic, key=service.encode(), value=events_to_otlp_proto(batch),
-                      timestamp=int(batch[0].timestamp * 1000))
+            p.produce(
+                topic, key=service.encode(), value=events_to_otlp_proto(batch), timestamp=int(batch[0].timestamp * 1000)
+            )
             n += 1
     assert p.flush(30) == 0
     return n
@@ -114,10 +121,21 @@ class Flow:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "bytewax.run", "dataflows.sentinel:flow", "-w", "1",
-               "-r", str(self.recovery), "-s", "1", "-b", "0"]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self.log.open("ab"),
-                                     stderr=subprocess.STDOUT)
+        cmd = [
+            sys.executable,
+            "-m",
+            "bytewax.run",
+            "dataflows.sentinel:flow",
+            "-w",
+            "1",
+            "-r",
+            str(self.recovery),
+            "-s",
+            "1",
+            "-b",
+            "0",
+        ]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
         wait_for(lambda: bool(scrape(self.port)) or self.proc.poll() is not None, 60, "the flow's metrics endpoint")
         assert self.proc.poll() is None, self.log.read_text()[-3000:]
 
@@ -162,8 +180,11 @@ def test_sigkill_mid_stream_then_resume(kafka_topic: Any, tmp_path: Path) -> Non
     a, b = parts()
     produce(topic, a)
     (tmp_path / "rec").mkdir()
-    subprocess.run([str(REPO / "recovery" / "init.sh"), str(tmp_path / "rec"), "1"], check=True,
-                   env={**os.environ, "PYTHON": sys.executable})
+    subprocess.run(
+        [str(REPO / "recovery" / "init.sh"), str(tmp_path / "rec"), "1"],
+        check=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     out = tmp_path / "live"
     flow = Flow(topic, out, tmp_path / "rec", tmp_path / "flow.log")
     try:
@@ -196,13 +217,19 @@ def test_sigkill_mid_stream_then_resume(kafka_topic: Any, tmp_path: Path) -> Non
     by_id: dict[str, dict[str, Any]] = {}
     for x in live:
         if x["id"] in by_id:
-            assert {k: v for k, v in x.items() if k != "detected_at"} == \
-                {k: v for k, v in by_id[x["id"]].items() if k != "detected_at"}
+            assert {k: v for k, v in x.items() if k != "detected_at"} == {
+                k: v for k, v in by_id[x["id"]].items() if k != "detected_at"
+            }
         by_id[x["id"]] = x
 
     def incident_hits(xs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [x for x in xs if x["service"] == "search" and x["anomaly_type"].startswith("latency")
-                and INCIDENT[0] <= orjson_ts(x["timestamp"]) <= INCIDENT[1]]
+        return [
+            x
+            for x in xs
+            if x["service"] == "search"
+            and x["anomaly_type"].startswith("latency")
+            and INCIDENT[0] <= orjson_ts(x["timestamp"]) <= INCIDENT[1]
+        ]
 
     assert incident_hits(live), "the incident right after the restart was missed"
 

