@@ -44,7 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +61,11 @@ from throughput import (
     unique,
 )
 
+from sentinel.models import parse_ts
+
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4", "gemini-2.0-flash")
 PROVIDERS = {"gpt-4o": "openai", "gpt-4o-mini": "openai", "claude-sonnet-4": "anthropic", "gemini-2.0-flash": "gcp"}
 BASE_LATENCY_MS = {"gpt-4o": 1800.0, "gpt-4o-mini": 1100.0, "claude-sonnet-4": 2600.0, "gemini-2.0-flash": 900.0}
-
-
-def _parse_ts(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -363,22 +360,22 @@ def main(argv: list[str] | None = None) -> int:
     win_ts: list[float] = []
     win_end: list[float] = []
     for arrived, rec in consumer.records:
-        ts = _parse_ts(rec["timestamp"])
-        det = _parse_ts(rec["detected_at"])
+        ts = parse_ts(rec["timestamp"])
+        det = parse_ts(rec["detected_at"])
         if ts < measure_from or ts >= stop_at:
             continue
         lat = (det - ts) * 1000.0
         if rec.get("window"):
             win_ts.append(lat)
-            win_end.append((det - _parse_ts(rec["window"]["end"])) * 1000.0)
+            win_end.append((det - parse_ts(rec["window"]["end"])) * 1000.0)
         else:
             per_event.append(lat)
             per_event_e2e.append((arrived - ts) * 1000.0)
             by_type.setdefault(rec["anomaly_type"], []).append(lat)
     close_delay = [
-        (seen - _parse_ts(w["window_end"])) * 1000.0
+        (seen - parse_ts(w["window_end"])) * 1000.0
         for seen, w in tail.records
-        if "window_end" in w and measure_from <= _parse_ts(w["window_end"]) < stop_at
+        if "window_end" in w and measure_from <= parse_ts(w["window_end"]) < stop_at
     ]
     d = dist(per_event)
     res: dict[str, Any] = {

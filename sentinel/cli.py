@@ -11,6 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sentinel.models import parse_ts
+
 __all__ = ["main"]
 
 
@@ -106,20 +108,6 @@ class _ProgressBar:
         sys.stderr.flush()
 
 
-def _parse_time_ms(text: str) -> int:
-    """RFC 3339 / ISO 8601 (naive = UTC) or epoch seconds → epoch milliseconds."""
-    from datetime import UTC, datetime
-
-    try:
-        return int(float(text) * 1000)
-    except ValueError:
-        pass
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
-
-
 def _parse_offsets(text: str, topics: list[str], partitions: dict[str, int]) -> dict[str, int]:
     """``N`` (every partition) or ``P:N,P:N`` (per partition of the single topic)."""
     from sentinel.sources.kafka import part_key
@@ -146,9 +134,9 @@ def _kafka_bounds(args: argparse.Namespace, settings: Any) -> tuple[dict[str, in
     if args.from_offset is not None:
         start = _parse_offsets(args.from_offset, ks.topics, stop)
     elif args.from_time is not None:
-        start = offsets_for_time(ks.brokers, ks.topics, _parse_time_ms(args.from_time), cfg)
+        start = offsets_for_time(ks.brokers, ks.topics, int(parse_ts(args.from_time) * 1000), cfg)
     if args.to_time is not None:
-        until = offsets_for_time(ks.brokers, ks.topics, _parse_time_ms(args.to_time), cfg)
+        until = offsets_for_time(ks.brokers, ks.topics, int(parse_ts(args.to_time) * 1000), cfg)
         stop = {k: min(v, until.get(k, v)) for k, v in stop.items()}
     return start, stop
 

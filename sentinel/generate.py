@@ -70,7 +70,7 @@ import numpy.typing as npt
 import orjson
 
 from sentinel.encode import batch_spans, events_to_otlp_json
-from sentinel.models import AnomalyType, TelemetryEvent, format_ts
+from sentinel.models import AnomalyType, TelemetryEvent, format_ts, parse_ts
 from sentinel.pricing import DEFAULT_PRICES
 
 __all__ = [
@@ -1023,16 +1023,6 @@ def write(
     return labels
 
 
-def _parse_time(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-
-
 def _stderr_progress() -> Progress:
     t_start = time.perf_counter()
 
@@ -1050,7 +1040,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--output", "-o", required=True, type=Path, help="output file (.jsonl or .jsonl.gz)")
     p.add_argument("--hours", type=float, default=24.0, help="duration (default 24)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--start", type=_parse_time, default=None, help="RFC 3339 or epoch seconds (default 2026-01-05Z)")
+    p.add_argument("--start", type=parse_ts, default=None, help="RFC 3339 or epoch seconds (default 2026-01-05Z)")
     p.add_argument("--kinds", default="all", help="comma-separated anomaly types to inject, 'all' or 'none'")
     p.add_argument("--incidents-per-kind", type=int, default=None, help="default: max(1, round(hours/12))")
     p.add_argument("--rate-scale", type=float, default=1.0, help="multiply every series' request rate")

@@ -109,6 +109,23 @@ def split_key(key: str) -> tuple[str, str]:
     return service, model
 
 
+def parse_ts(v: str | float) -> float:
+    """Epoch seconds from a number, numeric text, or RFC 3339 / ISO 8601 text (no zone: UTC).
+
+    >>> parse_ts("2026-01-01T00:00:00Z") == parse_ts("2026-01-01T00:00:00") == parse_ts("1767225600")
+    True
+    """
+    if isinstance(v, int | float):
+        return float(v)
+    s = str(v).strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    dt = datetime.fromisoformat(s)
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
+
+
 def format_ts(ts: float) -> str:
     """RFC 3339 UTC with millisecond precision and a ``Z`` suffix."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -30,6 +30,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from sentinel.models import parse_ts
+
 __all__ = [
     "CHARTS",
     "MAX_POINTS",
@@ -137,18 +139,6 @@ class Geometry:
 GEOMETRY = Geometry()
 
 # --------------------------------------------------------------------------- data helpers
-
-
-def _epoch(v: Any) -> float:
-    if isinstance(v, int | float):
-        return float(v)
-    s = str(v).strip()
-    if s.endswith("Z"):
-        s = s[:-1] + "+00:00"
-    dt = datetime.fromisoformat(s)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
 
 
 def _num(v: Any) -> float | None:
@@ -558,7 +548,7 @@ def render_html(
     lengths: list[float] = []
     for w in windows:
         try:
-            s, e = _epoch(w["window_start"]), _epoch(w["window_end"])
+            s, e = parse_ts(w["window_start"]), parse_ts(w["window_end"])
         except (KeyError, ValueError, TypeError):
             continue
         lengths.append(e - s)
@@ -571,7 +561,7 @@ def render_html(
     an_by_key: dict[tuple[str, str], list[tuple[float, Mapping[str, Any]]]] = defaultdict(list)
     for a in anomalies:
         try:
-            t = _epoch(a["timestamp"])
+            t = parse_ts(a["timestamp"])
         except (KeyError, ValueError, TypeError):
             continue
         an_by_key[(str(a.get("service", "")), str(a.get("model", "")))].append((t, a))
@@ -580,7 +570,7 @@ def render_html(
     inc_by_key: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for inc in (labels or {}).get("incidents", []) or []:
         try:
-            s, e = _epoch(inc["start"]), _epoch(inc["end"])
+            s, e = parse_ts(inc["start"]), parse_ts(inc["end"])
         except (KeyError, ValueError, TypeError):
             continue
         inc_by_key[(str(inc.get("service", "")), str(inc.get("model", "")))].append(

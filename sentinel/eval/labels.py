@@ -20,20 +20,11 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
-__all__ = ["score_alerts", "to_epoch"]
+from sentinel.models import parse_ts
 
-
-def to_epoch(v: Any) -> float:
-    """Epoch seconds from a number or an RFC 3339 string (``Z`` or offset)."""
-    if isinstance(v, int | float):
-        return float(v)
-    s = str(v).strip()
-    if s.endswith("Z"):
-        s = s[:-1] + "+00:00"
-    return datetime.fromisoformat(s).timestamp()
+__all__ = ["score_alerts"]
 
 
 def _quantile(xs: list[float], q: float) -> float | None:
@@ -64,15 +55,15 @@ def score_alerts(
     (1.0, 1.0, 30.0)
     """
     incidents = [
-        {**inc, "_s": to_epoch(inc["start"]), "_e": to_epoch(inc["end"])} for inc in labels.get("incidents", [])
+        {**inc, "_s": parse_ts(inc["start"]), "_e": parse_ts(inc["end"])} for inc in labels.get("incidents", [])
     ]
     by_series: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for inc in incidents:
         by_series[(inc["service"], inc["model"])].append(inc)
     prepared = []
     for a in alerts:
-        t0 = to_epoch(a.get("first_seen", a.get("timestamp")))
-        t1 = to_epoch(a.get("last_seen", a.get("first_seen", a.get("timestamp"))))
+        t0 = parse_ts(a.get("first_seen", a.get("timestamp")))
+        t1 = parse_ts(a.get("last_seen", a.get("first_seen", a.get("timestamp"))))
         prepared.append((str(a["service"]), str(a["model"]), str(a.get("anomaly_type", "")), t0, max(t0, t1)))
 
     detected_any: dict[str, float] = {}
@@ -107,7 +98,7 @@ def score_alerts(
 
     series_hours = 0.0
     for s in labels.get("series", []):
-        series_hours += max(0.0, to_epoch(s["end"]) - to_epoch(s["start"])) / 3600.0
+        series_hours += max(0.0, parse_ts(s["end"]) - parse_ts(s["start"])) / 3600.0
     delays = [max(0.0, detected_any[i["id"]] - i["_s"]) for i in incidents if i["id"] in detected_any]
     delays_m = [max(0.0, detected_match[i["id"]] - i["_s"]) for i in incidents if i["id"] in detected_match]
     n_alerts = len(prepared)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sentinel.eval.labels import score_alerts, to_epoch
+from sentinel.eval.labels import score_alerts
+from sentinel.models import parse_ts
 
 LABELS = {
     "version": 1,
@@ -39,7 +40,7 @@ LABELS = {
         },
     ],
 }
-T = to_epoch("2026-01-01T00:00:00Z")
+T = parse_ts("2026-01-01T00:00:00Z")
 
 
 def _alert(svc: str, kind: str, first: float, last: float | None = None) -> dict[str, object]:
