@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -27,13 +28,9 @@ def _die(msg: str, code: int = 2) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     import orjson
 
-    from sentinel.config import ConfigError, load_settings
+    from sentinel.config import load_settings
 
-    try:
-        settings = load_settings(args.file)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 1
+    settings = load_settings(args.file)
     if args.show:
         sys.stdout.write(orjson.dumps(settings.dump(), option=orjson.OPT_INDENT_2).decode() + "\n")
     print(f"{args.file}: OK", file=sys.stderr)
@@ -45,16 +42,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Exec ``python -m bytewax.run dataflows.sentinel:flow`` with our settings in the environment."""
-    from sentinel.config import CONFIG_ENV, ConfigError, load_settings
+    from sentinel.config import CONFIG_ENV, load_settings
 
     env = dict(os.environ)
     if args.config:
         env[CONFIG_ENV] = str(Path(args.config).resolve())
-    try:
-        settings = load_settings(env.get(CONFIG_ENV))  # fail fast, before starting workers
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 1
+    settings = load_settings(env.get(CONFIG_ENV))  # fail fast, before starting workers
     argv = [sys.executable, "-m", "bytewax.run", "dataflows.sentinel:flow", "-w", str(args.workers)]
     recovery_dir = args.recovery_dir or settings.recovery.dir
     if recovery_dir:
@@ -146,7 +139,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     from dataflows.sentinel import SourceOverride, build_flow
     from sentinel import metrics
-    from sentinel.config import ConfigError, load_settings
+    from sentinel.config import load_settings
     from sentinel.report import write_report
 
     out = Path(args.output)
@@ -157,13 +150,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         if not topic:
             return _die("kafka:// needs a topic: kafka://TOPIC")
         overrides["source"] = {"type": "kafka"}
-        # a backtest never writes to the live DLQ topic nor mirrors anomalies
-        try:
-            base = load_settings(args.config)
-        except ConfigError as e:
-            print(str(e), file=sys.stderr)
-            return 1
-        overrides["kafka"] = base.kafka.model_dump() | {"topics": [topic], "tail": False, "anomalies_topic": None}
+        # a backtest never writes to the live DLQ topic nor mirrors anomalies (the rest of the
+        # kafka section comes from the config: overrides are merged into it key by key)
+        overrides["kafka"] = {"topics": [topic], "tail": False, "anomalies_topic": None}
     else:
         inp = Path(args.input)
         if not inp.is_file():
@@ -171,11 +160,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         overrides["source"] = {"type": "file", "path": inp}
     if (args.from_offset or args.from_time or args.to_time) and "kafka" not in overrides:
         return _die("--from-offset/--from-time/--to-time apply to kafka:// input only")
-    try:
-        settings = load_settings(args.config, **overrides)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 1
+    settings = load_settings(args.config, **overrides)
     if settings.source.type == "kafka":
         try:
             start, stop = _kafka_bounds(args, settings)
@@ -186,9 +171,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(
             f"backtest: {len(stop)} partitions of {settings.kafka.topics[0]}, up to {total:,} messages", file=sys.stderr
         )
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("anomalies.jsonl", "alerts.jsonl", "windows.jsonl", "dlq.jsonl", "late.jsonl"):
-        (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)  # the JSONL sinks start their files afresh (no recovery state)
 
     before = metrics.summary()
     bar = _ProgressBar(enabled=not args.quiet)
@@ -209,14 +192,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     )
     if "labels" in report:
         lab = report["labels"]
-        print(f"labels: {orjson_dumps(lab.get('summary', lab))}", file=sys.stderr)
+        print(f"labels: {json.dumps(lab.get('summary', lab))}", file=sys.stderr)
     return 0
-
-
-def orjson_dumps(x: Any) -> str:
-    import orjson
-
-    return orjson.dumps(x).decode()
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -245,14 +222,10 @@ def cmd_generate(argv: Sequence[str]) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from sentinel.config import ConfigError, load_settings
+    from sentinel.config import load_settings
     from sentinel.produce import produce_file
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 1
+    settings = load_settings(args.config)
     brokers = [b.strip() for b in args.brokers.split(",")] if args.brokers else settings.kafka.brokers
     inp = Path(args.input)
     if not inp.is_file():
@@ -315,7 +288,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["generate"]:
         return cmd_generate(argv[1:])
     args = build_parser().parse_args(argv)
-    rc: int = args.func(args)
+    from sentinel.config import ConfigError
+
+    try:
+        rc: int = args.func(args)
+    except ConfigError as e:  # one line per offending key, from every command
+        print(str(e), file=sys.stderr)
+        return 1
     return rc
 
 
