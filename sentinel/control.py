@@ -142,16 +142,14 @@ class AuditEntry:
     changes: dict[str, dict[str, Any]]
 
 
-def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: str | Path) -> sqlite3.Connection:
     """A connection in WAL mode with a busy timeout (shared by the store and the control channel)."""
     p = Path(path)
-    if not readonly:
-        p.parent.mkdir(parents=True, exist_ok=True)
+    p.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(p), timeout=10.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
-    if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
     return conn
 
 
@@ -320,10 +318,6 @@ class BaselineRegistry:
     def get(self, service: str, model: str) -> tuple[float, dict[str, Any]] | None:
         with self._lock:
             return self._data.get((service, model))
-
-    def keys(self) -> list[tuple[str, str]]:
-        with self._lock:
-            return sorted(self._data)
 
     def clear(self) -> None:
         with self._lock:

@@ -435,8 +435,6 @@ svg.chart text{font-size:10.5px;fill:var(--muted);font-family:inherit}
 svg.chart .ytick{text-anchor:end}svg.chart .xtick{text-anchor:middle}
 svg.chart .nodata{text-anchor:middle;font-size:13px}
 svg.chart .line{fill:none;stroke-width:1.3;stroke-linejoin:round;vector-effect:non-scaling-stroke}
-.s0{stroke:#1a73e8;fill:#1a73e8}.s1{stroke:#12a4af;fill:#12a4af}.s2{stroke:#5e35b1;fill:#5e35b1}
-svg.chart .line.s0,svg.chart .line.s1,svg.chart .line.s2{fill:none}
 svg.chart .incident{fill:rgba(46,160,67,.13);stroke:rgba(46,160,67,.55);stroke-dasharray:3 2}
 svg.chart .incident.missed{fill:rgba(130,80,223,.12);stroke:rgba(130,80,223,.6)}
 svg.chart .anomaly line{stroke-width:1;opacity:.28}
@@ -447,7 +445,8 @@ _CSS += "".join(
     f"svg.chart .sev-{s} line{{stroke:{c}}}svg.chart .sev-{s} circle{{fill:{c}}}.sw.sev-{s}{{background:{c}}}"
     for s, c in SEVERITY_COLOURS.items()
 )
-_CSS += "".join(f".sw.s{i}{{background:{c}}}" for i, c in enumerate(LINE_COLOURS))
+# series colours (a line's fill stays none: ``svg.chart .line`` is the more specific rule)
+_CSS += "".join(f".s{i}{{stroke:{c};fill:{c}}}.sw.s{i}{{background:{c}}}" for i, c in enumerate(LINE_COLOURS))
 
 # Checks that every chart drew something; the browser test reads body[data-rendered]. No data inside.
 _JS = """
@@ -671,7 +670,6 @@ def render_html(
         "details; the marker sits on the chart of the anomaly's metric</span></div>"
     )
     h.append("".join(legend))
-    chart_names = {c.name for c in CHARTS}
     for i, k in enumerate(keys):
         key_label = f"{k[0]} · {k[1]}"
         wins = win_by_key.get(k, [])
@@ -679,8 +677,7 @@ def render_html(
         incs = inc_by_key.get(k, [])
         by_chart: dict[str, list[tuple[float, Mapping[str, Any], str | None]]] = defaultdict(list)
         for t, a in anoms:
-            c = chart_for_anomaly(a)
-            by_chart[c if c in chart_names else "requests"].append((t, a, alert_of.get(str(a.get("id")))))
+            by_chart[chart_for_anomaly(a)].append((t, a, alert_of.get(str(a.get("id")))))
         types = Counter(str(a.get("anomaly_type")) for _, a in anoms)
         summary_bits = [f"{len(wins)} windows", f"{len(anoms)} anomalies", f"{alerts_by_key.get(k, 0)} alerts"]
         if labels is not None:

@@ -90,12 +90,6 @@ class AlertDeduper:
             return self._alert(a, inc)
         return None
 
-    def expire(self, now_event_time: float) -> None:
-        """Forget incidents that ended more than ``window_s`` before ``now_event_time``."""
-        stale = [k for k, inc in self._open.items() if now_event_time - inc.last_seen > self.window_s]
-        for k in stale:
-            del self._open[k]
-
     @property
     def open_incidents(self) -> int:
         return len(self._open)

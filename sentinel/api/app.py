@@ -294,7 +294,7 @@ def create_app(api: ApiSettings, detection: DetectionSettings, store_path: Path)
             updated_at=format_ts(at),
             age_s=round(time.time() - at, 3),
             pid=os.getpid(),
-            baselines=orjson.loads(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY, default=_json_default)),
+            baselines=orjson.loads(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY, default=str)),
         )
 
     @app.get(
@@ -363,9 +363,3 @@ def create_app(api: ApiSettings, detection: DetectionSettings, store_path: Path)
 
 def _body_field(msg: str, typ: str) -> dict[str, Any]:
     return {"field": "body", "loc": ["body"], "msg": msg, "type": typ}
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, float):
-        return None
-    return str(o)

@@ -343,3 +343,12 @@ def test_write_report_writes_html_and_extended_json(tmp_path: Path) -> None:
     ]
     html = (tmp_path / "report.html").read_text()
     assert "Against the labels" in html and report["labels"]["recall"] == 1.0
+
+
+def test_every_anomaly_maps_to_a_drawn_chart() -> None:
+    from sentinel import report_html as rh
+    from sentinel.models import AnomalyType
+
+    names = {c.name for c in rh.CHARTS}
+    assert set(rh._TYPE_CHART.values()) | {c for _, c in rh._METRIC_CHART} | {"requests"} <= names
+    assert all(rh.chart_for_anomaly({"anomaly_type": t.value}) in names for t in AnomalyType)
