@@ -102,6 +102,11 @@ def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, A
     return out
 
 
+def with_overrides(base: DetectionSettings, overrides: Mapping[str, Any]) -> DetectionSettings:
+    """``base`` with the runtime ``overrides`` merged in and validated (raises ``ValidationError``)."""
+    return DetectionSettings.model_validate(deep_merge(base.model_dump(mode="json"), overrides))
+
+
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -191,7 +196,7 @@ class ControlChannel:
         if not overrides:
             return version, base
         try:
-            return version, DetectionSettings.model_validate(deep_merge(base.model_dump(mode="json"), overrides))
+            return version, with_overrides(base, overrides)
         except ValidationError as e:
             log.error(
                 "control: runtime overrides of version %d no longer validate; using the config file's: %s",
@@ -214,10 +219,9 @@ class ControlChannel:
             c.execute("BEGIN IMMEDIATE")
             try:
                 version, overrides = self._latest()
-                base_dump = base.model_dump(mode="json")
-                old = DetectionSettings.model_validate(deep_merge(base_dump, overrides)) if overrides else base
+                old = with_overrides(base, overrides) if overrides else base
                 new_overrides = deep_merge(overrides, patch)
-                new = DetectionSettings.model_validate(deep_merge(base_dump, new_overrides))
+                new = with_overrides(base, new_overrides)
                 _check_usable(new, patch)
                 changes = diff(old.model_dump(mode="json"), new.model_dump(mode="json"))
                 if not changes:
