@@ -62,6 +62,7 @@ from throughput import (
 )
 
 from sentinel.models import parse_ts
+from sentinel.sinks.kafka import produce_blocking
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4", "gemini-2.0-flash")
 PROVIDERS = {"gpt-4o": "openai", "gpt-4o-mini": "openai", "claude-sonnet-4": "anthropic", "gemini-2.0-flash": "gcp"}
@@ -180,12 +181,7 @@ class Producer(threading.Thread):
                     )
                 )
             payload = events_to_otlp_proto(events, id_seed=msg_i)
-            while True:
-                try:
-                    p.produce(self.topic, value=payload, key=svc.encode())
-                    break
-                except BufferError:
-                    p.poll(0.01)
+            produce_blocking(p, self.topic, payload, svc.encode())
             p.poll(0)
             self.sent += n
             if sent_at >= self.measure_from:

@@ -299,6 +299,8 @@ def produce(topic: str, msgs: Sequence[Message], timeout_s: float = 300.0) -> fl
     """Write every message (keyed) and wait for delivery; returns seconds taken."""
     from confluent_kafka import Producer
 
+    from sentinel.sinks.kafka import produce_blocking
+
     p = Producer(
         {
             "bootstrap.servers": ",".join(BROKERS),
@@ -318,14 +320,7 @@ def produce(topic: str, msgs: Sequence[Message], timeout_s: float = 300.0) -> fl
     t0 = time.perf_counter()
     deadline = time.monotonic() + timeout_s
     for key, value in msgs:
-        while True:
-            try:
-                p.produce(topic, value=value, key=key, on_delivery=on_delivery)
-                break
-            except BufferError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("producing the benchmark topic took too long") from None
-                p.poll(0.05)
+        produce_blocking(p, topic, value, key, on_delivery=on_delivery, deadline=deadline)
         p.poll(0)
     left = p.flush(max(1.0, deadline - time.monotonic()))
     if left or failed:

@@ -24,32 +24,32 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from sentinel.sinks.kafka import produce_blocking
 from sentinel.sources.file import JsonLinesSource, RawMessage
 
-__all__ = ["Format", "otlp_json_to_proto", "produce_file"]
+__all__ = ["Format", "hex_ids_to_base64", "otlp_json_to_proto", "produce_file"]
 
 Format = Literal["otlp_proto", "otlp_json", "native"]
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
 
-def _hex_ids_to_b64(node: Any) -> Any:
+def hex_ids_to_base64(node: Any) -> Any:
     """OTLP JSON writes ids as hex; protobuf's JSON mapping expects base64 for bytes fields."""
     if isinstance(node, dict):
         return {
             k: (
                 base64.b64encode(bytes.fromhex(v)).decode()
                 if k in _ID_KEYS and isinstance(v, str) and v
-                else _hex_ids_to_b64(v)
+                else hex_ids_to_base64(v)
             )
             for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_hex_ids_to_b64(v) for v in node]
+        return [hex_ids_to_base64(v) for v in node]
     return node
 
 
 def otlp_json_to_proto(obj: dict[str, Any]) -> bytes:
     """Re-encode one OTLP JSON request as protobuf bytes (lossless for spans and attributes)."""
     msg = ExportTraceServiceRequest()
-    json_format.ParseDict(_hex_ids_to_b64(obj), msg, ignore_unknown_fields=True)
+    json_format.ParseDict(hex_ids_to_base64(obj), msg, ignore_unknown_fields=True)
     return bytes(msg.SerializeToString())
 
 

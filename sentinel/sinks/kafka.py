@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -66,13 +67,19 @@ def produce_blocking(
     key: bytes | None = None,
     headers: Headers | None = None,
     on_delivery: Any = None,
+    deadline: float | None = None,
 ) -> None:
-    """``produce`` that waits for room in librdkafka's local queue instead of raising ``BufferError``."""
+    """``produce`` that waits for room in librdkafka's local queue instead of raising ``BufferError``.
+
+    ``deadline`` (``time.monotonic()`` seconds): give up with ``TimeoutError`` after it.
+    """
     while True:
         try:
             producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
             return
         except BufferError:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"librdkafka's queue for {topic} stayed full") from None
             producer.poll(0.05)  # serve delivery reports, which frees queue space
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 from typing import Any
 
@@ -19,6 +18,7 @@ from sentinel.encode import (
     events_to_otlp_proto,
 )
 from sentinel.models import TelemetryEvent
+from sentinel.produce import hex_ids_to_base64
 
 T0 = 1767571200.0  # 2026-01-05T00:00:00Z
 
@@ -52,24 +52,9 @@ def _mixed_events() -> list[TelemetryEvent]:
     ]
 
 
-def _hex_ids_to_base64(obj: Any) -> Any:
-    """OTLP/JSON uses hex ids where the protobuf JSON mapping expects base64 bytes."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            if k in ("traceId", "spanId", "parentSpanId") and isinstance(v, str):
-                out[k] = base64.b64encode(bytes.fromhex(v)).decode("ascii")
-            else:
-                out[k] = _hex_ids_to_base64(v)
-        return out
-    if isinstance(obj, list):
-        return [_hex_ids_to_base64(x) for x in obj]
-    return obj
-
-
 def _parse_otlp_json(doc: dict[str, Any]) -> Any:
     msg = ExportTraceServiceRequest()
-    json_format.Parse(orjson.dumps(_hex_ids_to_base64(doc)), msg)
+    json_format.Parse(orjson.dumps(hex_ids_to_base64(doc)), msg)
     return msg
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 import itertools
 import re
@@ -20,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from sentinel import generate as gen
 from sentinel.models import AnomalyType, TelemetryEvent, key_of
+from sentinel.produce import hex_ids_to_base64
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 AZURE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "azure_llm_2023"
@@ -412,17 +412,6 @@ def test_benign_ramp_is_slow_and_small() -> None:
 # ---------------------------------------------------------------------------- files and CLI
 
 
-def _hex_ids_to_base64(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {
-            k: base64.b64encode(bytes.fromhex(v)).decode() if k in ("traceId", "spanId") else _hex_ids_to_base64(v)
-            for k, v in obj.items()
-        }
-    if isinstance(obj, list):
-        return [_hex_ids_to_base64(x) for x in obj]
-    return obj
-
-
 def _read_lines(path: Path) -> list[dict[str, Any]]:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as fh:
@@ -451,7 +440,7 @@ def test_write_otlp_json_lines_gz(tmp_path: Path) -> None:
     assert np.median(sizes) >= 30
     # each line is an OTLP ExportTraceServiceRequest (protobuf JSON mapping once ids are base64)
     msg = ExportTraceServiceRequest()
-    json_format.Parse(orjson.dumps(_hex_ids_to_base64(docs[0])), msg)
+    json_format.Parse(orjson.dumps(hex_ids_to_base64(docs[0])), msg)
     assert sum(len(ss.spans) for rs in msg.resource_spans for ss in rs.scope_spans) == sizes[0]
 
 

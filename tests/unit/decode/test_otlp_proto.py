@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from sentinel.decode import Decoder, detect_format
 from sentinel.decode.otlp_proto import any_value
 from sentinel.encode import proto_value
+from sentinel.produce import hex_ids_to_base64
 
 T0 = 1_767_225_600_000_000_000
 TRACE = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -90,13 +90,7 @@ def test_round_trip(decoder: Decoder) -> None:
 def test_same_events_as_json(decoder: Decoder, fixture_bytes: Callable[[str], bytes]) -> None:
     """A Langfuse-derived OTLP JSON fixture, converted to protobuf, decodes to the same events."""
     raw = fixture_bytes("langfuse_csharp_gemini.otlp.json")
-    doc = orjson.loads(raw)
-    for rs in doc["resourceSpans"]:
-        for ss in rs["scopeSpans"]:
-            for sp in ss["spans"]:  # protobuf's JSON mapping wants base64 bytes
-                for k in ("traceId", "spanId", "parentSpanId"):
-                    if k in sp:
-                        sp[k] = base64.b64encode(bytes.fromhex(sp[k])).decode()
+    doc = hex_ids_to_base64(orjson.loads(raw))  # protobuf's JSON mapping wants base64 bytes
     proto = json_format.ParseDict(doc, ExportTraceServiceRequest()).SerializeToString()
     a, b = decoder.decode(raw), decoder.decode(proto)
     assert b.dead == []
