@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import (
@@ -72,9 +74,7 @@ BASE_LATENCY_MS = {"gpt-4o": 1800.0, "gpt-4o-mini": 1100.0, "claude-sonnet-4": 2
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
-    vs = sorted(values)
-    i = min(len(vs) - 1, max(0, round(q / 100.0 * (len(vs) - 1))))
-    return vs[i]
+    return float(np.percentile(values, q, method="nearest"))
 
 
 def dist(values: list[float]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ import os
 import pickle
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -344,7 +345,7 @@ def stats(values: Sequence[float]) -> dict[str, float]:
     return {
         "best": vs[-1],
         "worst": vs[0],
-        "median": vs[len(vs) // 2] if len(vs) % 2 else (vs[len(vs) // 2 - 1] + vs[len(vs) // 2]) / 2,
+        "median": statistics.median(vs),
         "spread_pct": round((vs[-1] - vs[0]) / vs[-1] * 100.0, 1) if vs[-1] else 0.0,
     }
 

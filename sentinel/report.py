@@ -3,6 +3,7 @@ optional label scores) and the self-contained ``report.html`` with plots (:mod:`
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _median(xs: list[float]) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+    return statistics.median(xs) if xs else None
 
 
 def window_summary(windows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
