@@ -30,7 +30,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from sentinel.models import parse_ts
+from sentinel.models import Severity, parse_ts
 
 __all__ = [
     "CHARTS",
@@ -46,7 +46,7 @@ __all__ = [
 MAX_POINTS = 2000
 
 SEVERITY_COLOURS = {"low": "#d4a72c", "medium": "#e8710a", "high": "#d93025", "critical": "#7b1fa2"}
-SEVERITY_ORDER = ("critical", "high", "medium", "low")
+SEVERITY_ORDER = tuple(s.value for s in sorted(Severity, key=lambda s: -s.rank))  # most severe first
 LINE_COLOURS = ("#1a73e8", "#12a4af", "#5e35b1")
 
 
@@ -397,7 +397,7 @@ def _chart_svg(
 
 def _sev_rank(a: Mapping[str, Any]) -> int:
     sev = str(a.get("severity", "low"))
-    return SEVERITY_ORDER[::-1].index(sev) if sev in SEVERITY_ORDER else 0
+    return Severity(sev).rank if sev in SEVERITY_ORDER else 0
 
 
 # --------------------------------------------------------------------------- page
