@@ -57,11 +57,11 @@ class Severity(StrEnum):
         return cls.LOW
 
     def bump(self, steps: int = 1) -> Severity:
-        order = list(Severity)
-        return order[min(len(order) - 1, max(0, self.rank + steps))]
+        return _SEVERITIES[min(len(_SEVERITIES) - 1, max(0, self.rank + steps))]
 
 
-_SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
+_SEVERITIES = tuple(Severity)  # in rank order
+_SEVERITY_RANK = {s: i for i, s in enumerate(_SEVERITIES)}
 
 
 class AnomalyType(StrEnum):
