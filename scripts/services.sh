@@ -7,6 +7,7 @@
 #   scripts/services.sh restart [...]                    down then up
 #   scripts/services.sh rabbitmqctl ARGS...              rabbitmqctl against our node (own
 #                                                        cookie/HOME), e.g. `rabbitmqctl list_queues`
+#   scripts/services.sh apt-install PKG...               install missing Debian packages (root)
 #
 # With no names, all three. Everything binds 127.0.0.1 only; all state lives in
 # .services/ (git-ignored): jars, data, logs and pid files (.services/run/).
@@ -487,19 +488,17 @@ wait_ready() { # NAME: poll until ready, our process dies, or START_TIMEOUT
       fi
     elif [[ -e $RUN_DIR/$name.pid ]] && ! pid_of "$name" "$marker" >/dev/null; then
       rm -f "$RUN_DIR/$name.pid"
-      "${name}_fail_msg" "$name: the process exited during startup"
+      "${name}_fail" "$name: the process exited during startup"
     fi
     sleep 0.5
   done
   pid=$(pid_of "$name" "$marker" || true)
-  "${name}_fail_msg" "$name: not ready on $(addr_of "$name") after ${START_TIMEOUT}s${pid:+ (pid $pid still running; stop it with: $0 down $name)}"
+  "${name}_fail" "$name: not ready on $(addr_of "$name") after ${START_TIMEOUT}s${pid:+ (pid $pid still running; stop it with: $0 down $name)}"
 }
 
 rabbitmq_booting() { pgrep -f -- "$RMQ_MARKER" >/dev/null 2>&1; }
 
-kafka_fail_msg() { kafka_fail "$1"; }
-rabbitmq_fail_msg() { rabbitmq_fail "$1"; }
-vm_fail_msg() { tail_log "$VM_LOG" 30; die "$1"; }
+vm_fail() { tail_log "$VM_LOG" 30; die "$1"; }
 
 cmd_up() {
   local s t0=$SECONDS vpid
@@ -510,7 +509,7 @@ cmd_up() {
     # once per process we started: the InfluxDB v2 write -> /api/v1/export round trip
     if [[ $s == vm ]] && vpid=$(pid_of vm "$VM_MARKER") &&
       [[ $(cat "$RUN_DIR/vm.checked" 2>/dev/null) != "$vpid" ]]; then
-      vm_selfcheck || vm_fail_msg "vm: InfluxDB v2 write -> /api/v1/export round trip failed"
+      vm_selfcheck || vm_fail "vm: InfluxDB v2 write -> /api/v1/export round trip failed"
       echo "$vpid" >"$RUN_DIR/vm.checked"
     fi
     log "$s: ready at $(addr_of "$s") (+$((SECONDS - t0))s)"
@@ -569,6 +568,7 @@ main() {
   local cmd=${1:-}
   [[ $# -gt 0 ]] && shift
   if [[ $cmd == rabbitmqctl ]]; then rmq_ctl "$@"; return; fi
+  if [[ $cmd == apt-install ]]; then mkdir -p "$SVC_DIR"; apt_install "$@"; return; fi
   local services=() s
   (($#)) || set -- "${ALL_SERVICES[@]}"
   for s in "$@"; do
@@ -591,7 +591,7 @@ main() {
       exec 9>"$RUN_DIR/.lock"; flock -w 300 9 || die "another services.sh holds $RUN_DIR/.lock"
       cmd_down "${services[@]}"; cmd_up "${services[@]}" ;;
     status) local rc=0; cmd_status "${services[@]}" || rc=$?; exit "$rc" ;;
-    *) sed -n '2,11p' "$ROOT/scripts/services.sh" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,12p' "$ROOT/scripts/services.sh" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 
