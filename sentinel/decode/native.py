@@ -169,7 +169,7 @@ def decode_native(
         try:
             if not isinstance(rec, dict):
                 raise SpanError(f"native: record must be an object, got {type(rec).__name__}")
-            ev, priced = record_to_event(rec, pricing, masker)
+            mapped = record_to_event(rec, pricing, masker)
         except SpanError as e:
             reason = str(e) if single else f"{e} (record {i})"
             if single and raw is not None:
@@ -181,8 +181,5 @@ def decode_native(
                     payload = repr(rec).encode()
             out.dead.append(DeadLetter(stage="decode", error=reason, payload=payload, source=source))
             continue
-        ev.source = source
-        out.events.append(ev)
-        if not priced:
-            out.unpriced += 1
+        out.add(mapped, source)
     return out
