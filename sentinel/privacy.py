@@ -171,11 +171,14 @@ class Masker:
             return [self.mask_value(x) for x in v]
         return v
 
+    def mask_item(self, key: str, value: Any) -> Any:
+        """One attribute's value: redacted under a secret-looking key, else its text masked."""
+        if not self.enabled:
+            return value
+        return REDACTED if self.should_redact(str(key)) else self.mask_value(value)
+
     def mask_attributes(self, d: dict[str, Any]) -> dict[str, Any]:
         """A new dict: values under secret-looking keys redacted, all text masked."""
         if not self.enabled:
             return d
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out[k] = REDACTED if self.should_redact(str(k)) else self.mask_value(v)
-        return out
+        return {k: self.mask_item(k, v) for k, v in d.items()}

@@ -265,7 +265,7 @@ class ResourceInfo:
     """What the mapping needs from a span's resource, worked out once per resource."""
 
     service: str
-    kept: dict[str, Any]
+    kept: dict[str, Any]  # the kept attributes the resource carries, masked
 
 
 class SpanMapper:
@@ -292,7 +292,8 @@ class SpanMapper:
     def resource(self, attrs: Mapping[str, Any] | None) -> ResourceInfo:
         """The service name and kept attributes of a resource (pass it to :meth:`map`)."""
         service: Any = attrs.get("service.name") if attrs else None
-        kept = {k: v for k in self._keep if (v := attrs.get(k)) is not None} if attrs else {}
+        mask = self._masker.mask_item
+        kept = {k: mask(k, v) for k in self._keep if (v := attrs.get(k)) is not None} if attrs else {}
         return ResourceInfo(_str(service) if service else UNKNOWN_SERVICE, kept)
 
     @staticmethod
@@ -369,16 +370,15 @@ class SpanMapper:
         operation = vals[_OP]
         finish = vals[_FINISH]
 
-        rkept = resource.kept
+        rkept = resource.kept  # masked already, once per resource
+        mask = self._masker.mask_item
         kept: dict[str, Any] = {}
         for key in self._keep:
             val = attrs.get(key)
-            if val is None and rkept:
-                val = rkept.get(key)
             if val is not None:
+                kept[key] = mask(key, val)
+            elif rkept and (val := rkept.get(key)) is not None:
                 kept[key] = val
-        if kept:
-            kept = self._masker.mask_attributes(kept)
 
         ev = TelemetryEvent(
             end_ns / 1e9,
