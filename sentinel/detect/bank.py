@@ -827,7 +827,7 @@ class DetectorBank:
         er = self.error
         es = self.settings.error_rate
         score = er.score_one(ws.errors, ws.requests)
-        single = score is not None and er.is_anomaly(ws.errors, ws.requests)
+        single = score is not None and er.is_anomaly(ws.errors, ws.requests, score)
         cusum = er.step(ws.errors, ws.requests)
         multi = cusum is not None and er.cusum_alarm()
         if single or multi:

@@ -92,8 +92,12 @@ class ErrorRate(Detector):
         p = binom_sf(errors, requests, self.baseline_rate())
         return -math.log10(max(p, 1e-300))
 
-    def is_anomaly(self, errors: int, requests: int) -> bool:
-        s = self.score_one(errors, requests)
+    def is_anomaly(self, errors: int, requests: int, score: float | None = None) -> bool:
+        """The window flagged: tail score past the threshold and the effect-size gates passed.
+
+        ``score``: :meth:`score_one` of the same window, when the caller has it already.
+        """
+        s = self.score_one(errors, requests) if score is None else score
         if s is None or s <= self.threshold or errors < self.min_errors:
             return False
         base = self.baseline_rate()
@@ -112,9 +116,9 @@ class ErrorRate(Detector):
         n = self.prior_strength + self.requests
         return min((a + 1.0 + 2.0 * math.sqrt(a + 1.0)) / n, 0.5)
 
-    def alternative_rate(self) -> float:
+    def alternative_rate(self, p0: float | None = None) -> float:
         """The error rate the CUSUM tests for: ``max(min_ratio·p0, p0 + min_abs_increase)``, p0 = upper rate."""
-        base = self.upper_rate()
+        base = self.upper_rate() if p0 is None else p0
         return min(max(base * self.min_ratio, base + self.min_abs_increase), 0.999)
 
     def step(self, errors: int, requests: int) -> float | None:
@@ -122,7 +126,7 @@ class ErrorRate(Detector):
         if self.n < self.warmup_windows or requests <= 0:
             return None
         p0 = self.upper_rate()
-        p1 = self.alternative_rate()
+        p1 = self.alternative_rate(p0)
         llr = errors * math.log(p1 / p0) + (requests - errors) * math.log((1.0 - p1) / (1.0 - p0))
         if self.cusum <= 0.0:
             self.run_errors = self.run_requests = 0
