@@ -59,6 +59,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
+from sentinel.decode.genai import OTHER_ERROR, STATUS_ERROR
 from sentinel.models import TelemetryEvent
 
 __all__ = [
@@ -79,7 +80,7 @@ __all__ = [
 DEFAULT_SCOPE_NAME = "sentinel.generator"
 DEFAULT_SCOPE_VERSION = "0.1.0"
 SPAN_KIND_CLIENT = 3  # opentelemetry.proto.trace.v1.Span.SpanKind.SPAN_KIND_CLIENT
-STATUS_CODE_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
+STATUS_CODE_ERROR = STATUS_ERROR  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
 
 # attribute names (current GenAI semantic conventions)
 OPERATION = "gen_ai.operation.name"
@@ -153,41 +154,43 @@ def json_value(v: Any) -> dict[str, Any]:
     return {"stringValue": str(v)}
 
 
+def _span_attributes(event: TelemetryEvent) -> list[tuple[str, Any]]:
+    """The span's attributes as (key, Python value): one list, rendered as JSON or protobuf."""
+    extra = event.attributes
+    attrs: list[tuple[str, Any]] = [(OPERATION, event.operation or "chat")]
+    if event.provider:
+        attrs.append((PROVIDER, event.provider))
+    attrs.append((REQUEST_MODEL, event.model))
+    if event.is_error:
+        attrs.append((ERROR_TYPE, event.error_type or OTHER_ERROR))
+    else:
+        attrs.append((RESPONSE_MODEL, extra.get(RESPONSE_MODEL) or event.model))
+        attrs += [(INPUT_TOKENS, event.input_tokens), (OUTPUT_TOKENS, event.output_tokens)]
+        if event.finish_reason:
+            attrs.append((FINISH_REASONS, [event.finish_reason]))
+        if event.ttft_ms is not None:
+            attrs.append((TTFC, event.ttft_ms / 1000.0))
+    if extra:
+        attrs += [(k, v) for k, v in extra.items() if k not in _OWN_KEYS]
+    return attrs
+
+
 def _json_span(event: TelemetryEvent, index: int, id_seed: int) -> dict[str, Any]:
     trace_id, span_id = event_ids(event, index, id_seed)
     start, end = _nanos(event)
-    operation = event.operation or "chat"
-    attrs: list[dict[str, Any]] = [{"key": OPERATION, "value": {"stringValue": operation}}]
-    if event.provider:
-        attrs.append({"key": PROVIDER, "value": {"stringValue": event.provider}})
-    attrs.append({"key": REQUEST_MODEL, "value": {"stringValue": event.model}})
-    extra = event.attributes
+    status: dict[str, Any] = {}
     if event.is_error:
-        attrs.append({"key": ERROR_TYPE, "value": {"stringValue": event.error_type or "_OTHER"}})
-        status: dict[str, Any] = {"code": STATUS_CODE_ERROR}
+        status["code"] = STATUS_CODE_ERROR
         if event.error_type:
             status["message"] = event.error_type
-    else:
-        status = {}
-        attrs.append({"key": RESPONSE_MODEL, "value": {"stringValue": extra.get(RESPONSE_MODEL) or event.model}})
-        attrs.append({"key": INPUT_TOKENS, "value": {"intValue": str(event.input_tokens)}})
-        attrs.append({"key": OUTPUT_TOKENS, "value": {"intValue": str(event.output_tokens)}})
-        if event.finish_reason:
-            attrs.append(
-                {"key": FINISH_REASONS, "value": {"arrayValue": {"values": [{"stringValue": event.finish_reason}]}}}
-            )
-        if event.ttft_ms is not None:
-            attrs.append({"key": TTFC, "value": {"doubleValue": event.ttft_ms / 1000.0}})
-    if extra:
-        attrs.extend({"key": k, "value": json_value(v)} for k, v in extra.items() if k not in _OWN_KEYS)
     return {
         "traceId": trace_id,
         "spanId": span_id,
-        "name": f"{operation} {event.model}",
+        "name": f"{event.operation or 'chat'} {event.model}",
         "kind": SPAN_KIND_CLIENT,
         "startTimeUnixNano": str(start),
         "endTimeUnixNano": str(end),
-        "attributes": attrs,
+        "attributes": [{"key": k, "value": json_value(v)} for k, v in _span_attributes(event)],
         "status": status,
     }
 
@@ -252,37 +255,18 @@ def proto_value(v: Any) -> AnyValue:
 def _fill_proto_span(span: Any, event: TelemetryEvent, index: int, id_seed: int) -> None:
     trace_id, span_id = event_ids(event, index, id_seed)
     start, end = _nanos(event)
-    operation = event.operation or "chat"
     span.trace_id = bytes.fromhex(trace_id)
     span.span_id = bytes.fromhex(span_id)
-    span.name = f"{operation} {event.model}"
+    span.name = f"{event.operation or 'chat'} {event.model}"
     span.kind = SPAN_KIND_CLIENT
     span.start_time_unix_nano = start
     span.end_time_unix_nano = end
-    attrs = [KeyValue(key=OPERATION, value=AnyValue(string_value=operation))]
-    if event.provider:
-        attrs.append(KeyValue(key=PROVIDER, value=AnyValue(string_value=event.provider)))
-    attrs.append(KeyValue(key=REQUEST_MODEL, value=AnyValue(string_value=event.model)))
-    extra = event.attributes
     span.status.SetInParent()  # the Collector always writes a (possibly empty) status
     if event.is_error:
-        attrs.append(KeyValue(key=ERROR_TYPE, value=AnyValue(string_value=event.error_type or "_OTHER")))
         span.status.code = STATUS_CODE_ERROR
         if event.error_type:
             span.status.message = event.error_type
-    else:
-        response_model = extra.get(RESPONSE_MODEL) or event.model
-        attrs.append(KeyValue(key=RESPONSE_MODEL, value=AnyValue(string_value=response_model)))
-        attrs.append(KeyValue(key=INPUT_TOKENS, value=AnyValue(int_value=event.input_tokens)))
-        attrs.append(KeyValue(key=OUTPUT_TOKENS, value=AnyValue(int_value=event.output_tokens)))
-        if event.finish_reason:
-            reasons = ArrayValue(values=[AnyValue(string_value=event.finish_reason)])
-            attrs.append(KeyValue(key=FINISH_REASONS, value=AnyValue(array_value=reasons)))
-        if event.ttft_ms is not None:
-            attrs.append(KeyValue(key=TTFC, value=AnyValue(double_value=event.ttft_ms / 1000.0)))
-    if extra:
-        attrs.extend(KeyValue(key=k, value=proto_value(v)) for k, v in extra.items() if k not in _OWN_KEYS)
-    span.attributes.extend(attrs)
+    span.attributes.extend(KeyValue(key=k, value=proto_value(v)) for k, v in _span_attributes(event))
 
 
 def events_to_otlp_request(
